@@ -1,12 +1,77 @@
-"""Placeholder until the trainer lands: play one random DiamondGhost episode."""
-import gymnasium as gym
+"""Train one method at one oversight level; with no flags, gradient routing at 10% oversight.
 
-import envs  # noqa: F401  (registers the environments)
+    python scripts/train_policy.py                          # routing, 10% oversight, default settings
+    python scripts/train_policy.py --method naive --oversight 0.3
+    python scripts/train_policy.py --preset paper           # the paper's exact settings (slow on a CPU)
+    python scripts/train_policy.py --resume runs/routing-p0.1-s0-20260101-120000
+"""
 
-env = gym.make("OversightRL/DiamondGhost-5x5-v0", oversight=0.1, render_mode="ansi")
-obs, info = env.reset(seed=0)
-done = False
-while not done:
-    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-    done = terminated or truncated
-print(env.render(), info)
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+
+from oversight_rl.config import PRESETS, TrainConfig
+from oversight_rl.plots import plot_run
+from oversight_rl.rundir import run_name
+from oversight_rl.train import resume, train
+
+TABLE_METRICS = ("true_return", "diamond_rate", "ghost_rate", "hacking_gap", "gate_auroc")
+
+
+@dataclass
+class CommandLine(TrainConfig):
+    out: str = "runs"
+    """Directory under which the run directory is created."""
+    resume: str | None = None
+    """Continue the interrupted run in this run directory (its saved settings are used)."""
+
+
+def parse(argv: list[str]) -> CommandLine:
+    preset = argparse.ArgumentParser(add_help=False)
+    preset.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    name = preset.parse_known_args(argv)[0].preset
+    default = CommandLine(**dataclasses.asdict(PRESETS[name]))
+    return tyro.cli(CommandLine, default=default, args=argv, description=__doc__)
+
+
+def print_table(summary: dict) -> None:
+    print(f"\n{summary['method']} at oversight {summary['oversight']:g}, seed {summary['seed']}: "
+          f"{summary['env_steps']:,} env steps in {summary['wall_s']:.0f} s (deployed: {summary['deployed']})")
+    print(f"{'variant':<10}" + "".join(f"{m:>22}" for m in TABLE_METRICS))
+    for variant, result in summary["variants"].items():
+        final, best = result["final"], result["best"]
+        cells = [f"{final[m]:.3f}" if final[m] is not None else "n/a" for m in TABLE_METRICS]
+        cells[0] += f" (best {best['true_return']:.3f})"
+        print(f"{variant:<10}" + "".join(f"{c:>22}" for c in cells))
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    try:
+        if args.resume:
+            run_dir = Path(args.resume)
+            summary = resume(run_dir)
+        else:
+            config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+            config.validate()
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            run_dir = Path(args.out) / f"{run_name(config.method, config.oversight, config.seed)}-{stamp}"
+            print(f"run directory: {run_dir}")
+            summary = train(config, run_dir)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print_table(summary)
+    print(f"\nlearning curve: {plot_run(run_dir)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

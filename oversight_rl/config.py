@@ -1,0 +1,146 @@
+"""Every setting of a training run, in one dataclass; the command line is generated from it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from oversight_rl.methods import METHODS
+
+
+@dataclass
+class TrainConfig:
+    """Train one method at one oversight level and evaluate it as it learns."""
+
+    method: str = "routing"
+    """Method to train: routing, no_routing, constant_gate, naive, naive_early_stop, filtering or oracle."""
+    oversight: float = 0.1
+    """Probability that each terminal's cell is overseen, in [0, 1]."""
+    seed: int = 0
+    """Seeds torch, the training environments and (offset) the evaluation environments."""
+    env: str = "OversightRL/DiamondGhost-5x5-v0"
+    """Registered environment id."""
+    algo: Literal["ppo", "reinforce"] = "ppo"
+    """ppo: clipped surrogate with GAE and several epochs. reinforce: one step on Monte-Carlo returns per window."""
+    total_env_steps: int = 2_000_000
+    """Environment steps to train for (the oracle trains for oversight x this)."""
+    num_envs: int = 256
+    """Parallel environments in a rollout."""
+    num_steps: int = 32
+    """Steps per environment in a rollout window."""
+
+    width: int = 64
+    """Hidden units per layer of each expert, the gate and the value network (the paper: 256)."""
+    depth: int = 2
+    """Hidden layers per expert and in the value network (the paper: 2)."""
+
+    lr: float = 1e-3
+    """Adam learning rate."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to zero over training; this tames the drift after the peak."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip; 0 turns clipping off."""
+    gamma: float = 0.97
+    """Discount. Hacking only pays when reaching a terminal sooner pays more, so keep it near the paper's 0.97."""
+    gae_lambda: float = 0.95
+    """GAE lambda (ppo)."""
+    update_epochs: int = 4
+    """Passes over each rollout (ppo)."""
+    num_minibatches: int = 4
+    """Minibatches per pass (ppo)."""
+    clip_coef: float = 0.2
+    """PPO ratio clip."""
+    normalize_advantages: bool = True
+    """Standardize advantages in each minibatch."""
+    ent_coef: float = 0.01
+    """Entropy bonus coefficient."""
+    vf_coef: float = 0.5
+    """Value loss coefficient."""
+    gate_coef: float = 0.1
+    """Gate cross-entropy coefficient, averaged over labeled samples (the paper: 0.01)."""
+    filtering: Literal["tuned", "paper"] = "tuned"
+    """How filtering treats the samples it discards. tuned: averages over the kept samples and drops episodes
+    unfinished in the window. paper: averages over all samples (discarded ones count as zero) and keeps unfinished
+    episodes with their in-window return."""
+    early_stop_signal: Literal["overseen", "oracle"] = "overseen"
+    """Validation signal for naive_early_stop. overseen: mean true reward of validation episodes an overseer can
+    verify (labeled or timed out). oracle: ground-truth true_return on all episodes, which no overseer has."""
+    early_stop_patience: int = 0
+    """Stop after this many evaluations without a better validation signal; 0 trains the whole budget."""
+
+    eval_every: int = 100_000
+    """Environment steps between evaluations (scaled with the oracle's budget, so every method gets as many)."""
+    eval_envs: int = 512
+    """Fresh environments per evaluation; each runs max_steps steps."""
+    device: str = "cpu"
+    """Torch device."""
+    threads: int = 1
+    """Torch CPU threads. One is about 3x faster than two for these small networks."""
+    tensorboard: bool = False
+    """Also write TensorBoard logs into the run directory (needs the tensorboard extra)."""
+    preset: Literal["default", "paper"] = "default"
+    """Settings the others start from; recorded for reference."""
+
+    def budget(self, scales_with_oversight: bool) -> int:
+        """Environment steps this run trains for."""
+        return int(self.total_env_steps * (self.oversight if scales_with_oversight else 1.0))
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad flag and its allowed range."""
+        checks = [
+            ("method", self.method in METHODS, f"one of {', '.join(METHODS)}"),
+            ("oversight", 0.0 <= self.oversight <= 1.0, "in [0, 1]"),
+            ("total-env-steps", self.total_env_steps >= 1, ">= 1"),
+            ("num-envs", self.num_envs >= 1, ">= 1"),
+            ("num-steps", self.num_steps >= 1, ">= 1"),
+            ("width", self.width >= 1, ">= 1"),
+            ("depth", self.depth >= 1, ">= 1"),
+            ("lr", self.lr > 0, "> 0"),
+            ("max-grad-norm", self.max_grad_norm >= 0, ">= 0"),
+            ("gamma", 0.0 <= self.gamma <= 1.0, "in [0, 1]"),
+            ("gae-lambda", 0.0 <= self.gae_lambda <= 1.0, "in [0, 1]"),
+            ("update-epochs", self.update_epochs >= 1, ">= 1"),
+            ("num-minibatches", 1 <= self.num_minibatches <= self.num_envs * self.num_steps, "in [1, num_envs*num_steps]"),
+            ("clip-coef", self.clip_coef > 0, "> 0"),
+            ("ent-coef", self.ent_coef >= 0, ">= 0"),
+            ("vf-coef", self.vf_coef >= 0, ">= 0"),
+            ("gate-coef", self.gate_coef >= 0, ">= 0"),
+            ("early-stop-patience", self.early_stop_patience >= 0, ">= 0"),
+            ("eval-every", self.eval_every >= 1, ">= 1"),
+            ("eval-envs", self.eval_envs >= 1, ">= 1"),
+            ("threads", self.threads >= 1, ">= 1"),
+        ]
+        for flag, ok, allowed in checks:
+            if not ok:
+                value = getattr(self, flag.replace("-", "_"))
+                raise ValueError(f"--{flag} must be {allowed}, got {value!r}")
+        if not (self.device == "cpu" or self.device.startswith(("cuda", "mps"))):
+            raise ValueError(f"--device must be cpu, cuda[:N] or mps, got {self.device!r}")
+
+
+PAPER = dict(
+    preset="paper",
+    algo="reinforce",
+    width=256,
+    depth=2,
+    num_envs=512,
+    num_steps=32,
+    lr=5e-5,
+    anneal_lr=False,
+    max_grad_norm=0.0,
+    normalize_advantages=False,
+    ent_coef=0.1,
+    gate_coef=0.01,
+    filtering="paper",
+    total_env_steps=20_000 * 512 * 32,
+)
+"""The gradient-routing paper's settings: REINFORCE, width 256, 512 x 32 windows, lr 5e-5, entropy 0.1, gate 0.01,
+20,000 updates (328M environment steps)."""
+
+PRESETS: dict[str, TrainConfig] = {"default": TrainConfig(), "paper": TrainConfig(**PAPER)}
+
+
+def with_overrides(config: TrainConfig, **overrides) -> TrainConfig:
+    """A copy of ``config`` with some fields replaced."""
+    return dataclasses.replace(config, **overrides)
