@@ -105,7 +105,7 @@ class DiamondGhostGrid:
         """Draw new layouts and oversight for the environments selected by the index array ``which``."""
         n = len(which)
         cells = sample_distinct_cells(rng, n, self.rows * self.cols)
-        for target, cell in zip((self.agent, self.ghost, self.diamond), cells):
+        for target, cell in zip((self.agent, self.ghost, self.diamond), cells, strict=True):
             target[which] = np.stack(np.divmod(cell, self.cols), axis=1)
         self.ghost_overseen[which] = rng.random(n) < self.oversight
         self.diamond_overseen[which] = rng.random(n) < self.oversight
@@ -201,7 +201,9 @@ class DiamondGhostGrid:
 def _check_actions(actions: Any, num_envs: int) -> np.ndarray:
     actions = np.asarray(actions)
     if actions.shape != (num_envs,) or not np.issubdtype(actions.dtype, np.integer):
-        raise ValueError(f"actions must be an integer array of shape ({num_envs},), got {actions.dtype} {actions.shape}")
+        raise ValueError(
+            f"actions must be an integer array of shape ({num_envs},), got {actions.dtype} {actions.shape}"
+        )
     if actions.min(initial=0) < 0 or actions.max(initial=0) > 3:
         raise ValueError(f"actions must be in {{0, 1, 2, 3}}, got values {np.unique(actions).tolist()}")
     return actions
@@ -232,9 +234,7 @@ class DiamondGhostVecEnv(VectorEnv):
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        self.grid = DiamondGhostGrid(
-            num_envs, rows, cols, oversight, spurious_oversight, max_steps, observe_oversight
-        )
+        self.grid = DiamondGhostGrid(num_envs, rows, cols, oversight, spurious_oversight, max_steps, observe_oversight)
         self.num_envs, self.render_mode = num_envs, render_mode
         self.single_observation_space = gym.spaces.Box(0.0, 1.0, (4, rows, cols), np.float32)
         self.single_action_space = gym.spaces.Discrete(4)
@@ -266,8 +266,10 @@ class DiamondGhostVecEnv(VectorEnv):
                 "_final_obs": done,
                 "final_info": {
                     **grid.episode_info(terminal),
-                    **{f"_{key}": done for key in ("terminal", "labeled", "true_reward", "ghost_overseen",
-                                                   "diamond_overseen")},
+                    **{
+                        f"_{key}": done
+                        for key in ("terminal", "labeled", "true_reward", "ghost_overseen", "diamond_overseen")
+                    },
                 },
                 "_final_info": done,
             }

@@ -51,6 +51,8 @@ class TrainConfig:
     """Minibatches per pass (ppo)."""
     clip_coef: float = 0.2
     """PPO ratio clip."""
+    reuse_rollout_pass: bool = True
+    """reinforce: backpropagate through the rollout's own forward pass instead of recomputing it (same gradient)."""
     normalize_advantages: bool = True
     """Standardize advantages in each minibatch."""
     ent_coef: float = 0.01
@@ -101,7 +103,11 @@ class TrainConfig:
             ("gamma", 0.0 <= self.gamma <= 1.0, "in [0, 1]"),
             ("gae-lambda", 0.0 <= self.gae_lambda <= 1.0, "in [0, 1]"),
             ("update-epochs", self.update_epochs >= 1, ">= 1"),
-            ("num-minibatches", 1 <= self.num_minibatches <= self.num_envs * self.num_steps, "in [1, num_envs*num_steps]"),
+            (
+                "num-minibatches",
+                1 <= self.num_minibatches <= self.num_envs * self.num_steps,
+                "in [1, num_envs*num_steps]",
+            ),
             ("clip-coef", self.clip_coef > 0, "> 0"),
             ("ent-coef", self.ent_coef >= 0, ">= 0"),
             ("vf-coef", self.vf_coef >= 0, ">= 0"),

@@ -95,7 +95,7 @@ def filtered_loss(batch: Batch, policy: ActorCritic, coefs: LossCoefs) -> tuple[
 
 
 def routed_loss(batch: Batch, policy: ActorCritic, coefs: LossCoefs) -> tuple[torch.Tensor, dict[str, float]]:
-    """Policy gradient with each sample routed by ``batch.routes``, plus the gate's cross-entropy on ``batch.labels``."""
+    """Policy gradient with each sample routed by ``batch.routes``, plus the gate cross-entropy on ``batch.labels``."""
     trunk = _trunk(batch, policy)
     loss, metrics = _objective(policy.logits(trunk, route_masks(batch.routes)), trunk.value, batch, coefs)
     labeled = batch.labels != Route.BOTH

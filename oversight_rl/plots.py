@@ -23,9 +23,12 @@ def plot_run(run_dir: str | Path, metric: str = "true_return") -> Path:
     for variant in dict.fromkeys(row["policy"] for row in rows):
         points = [(row["env_steps"], row[metric]) for row in rows if row["policy"] == variant]
         label = f"{variant} (deployed)" if variant == summary["deployed"] else variant
-        ax.plot(*zip(*points), marker=".", label=label, color=VARIANT_STYLE.get(variant))
-    ax.set(xlabel="environment steps", ylabel=metric.replace("_", " "),
-           title=f"{summary['method']}, oversight {summary['oversight']:g}, seed {summary['seed']}")
+        ax.plot(*zip(*points, strict=True), marker=".", label=label, color=VARIANT_STYLE.get(variant))
+    ax.set(
+        xlabel="environment steps",
+        ylabel=metric.replace("_", " "),
+        title=f"{summary['method']}, oversight {summary['oversight']:g}, seed {summary['seed']}",
+    )
     ax.axhline(0, color="black", lw=0.5)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -98,7 +98,9 @@ class MoEPolicy(ActorCritic):
         self.diamond = mlp(obs_dim, width, depth)
         self.ghost = mlp(obs_dim, width, depth)
         self.constant_gate = constant_gate
-        self.gate_net = None if constant_gate is not None else nn.Sequential(mlp(obs_dim, width, 1), nn.Linear(width, 1))
+        self.gate_net = (
+            None if constant_gate is not None else nn.Sequential(mlp(obs_dim, width, 1), nn.Linear(width, 1))
+        )
 
     def trunk(self, obs: torch.Tensor) -> Trunk:
         flat = obs.flatten(1)

@@ -61,8 +61,9 @@ def collect(
     trunks, logps, values = [], [], []
     with torch.set_grad_enabled(keep_graph):
         for t in range(num_steps):
-            obs_buf[t] = torch.from_numpy(obs)
-            trunk = policy.trunk(obs_buf[t])
+            obs_t = torch.from_numpy(obs).to(device)  # its own tensor: the kept graph must not see later writes
+            obs_buf[t] = obs_t
+            trunk = policy.trunk(obs_t)
             dist = torch.distributions.Categorical(logits=policy.logits(trunk))
             action = dist.sample()
             trunks.append(trunk)
@@ -86,7 +87,7 @@ def collect(
 
 def _stack_trunks(trunks: list[Trunk]) -> Trunk:
     """Concatenate per-step trunks into one over the flattened ``T * N`` samples."""
-    experts = tuple(torch.cat(parts) for parts in zip(*(t.experts for t in trunks)))
+    experts = tuple(torch.cat(parts) for parts in zip(*(t.experts for t in trunks), strict=True))
     gate = None if trunks[0].gate_logit is None else torch.cat([t.gate_logit for t in trunks])
     return Trunk(experts, gate, torch.cat([t.value for t in trunks]))
 

@@ -1,10 +1,10 @@
 """The run directory: tidy files, each written atomically (to a temporary file, then renamed over the old one).
 
-    config.json    every resolved setting, the seed and the package version
-    train.csv      one row per update
-    eval.csv       one row per evaluation and policy variant
-    summary.json   final and best metrics per variant, and which variant the method deploys
-    checkpoint.pt  policy, optimizer and environment state, to resume or evaluate
+config.json    every resolved setting, the seed and the package version
+train.csv      one row per update
+eval.csv       one row per evaluation and policy variant
+summary.json   final and best metrics per variant, and which variant the method deploys
+checkpoint.pt  policy, optimizer and environment state, to resume or evaluate
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ from typing import Any
 
 import torch
 
-CONFIG, TRAIN_CSV, EVAL_CSV, SUMMARY, CHECKPOINT = "config.json", "train.csv", "eval.csv", "summary.json", "checkpoint.pt"
+CONFIG, TRAIN_CSV, EVAL_CSV, SUMMARY, CHECKPOINT = (
+    "config.json",
+    "train.csv",
+    "eval.csv",
+    "summary.json",
+    "checkpoint.pt",
+)
 
 
 def run_name(method: str, oversight: float, seed: int) -> str:

@@ -46,9 +46,7 @@ def build_batch(rollout: Rollout, method: Method, cfg: TrainConfig) -> Batch:
     """Turn a rollout into flat samples: the method's rewards, advantages, sample weights, routes and labels."""
     rewards = training_rewards(rollout, method.reward)
     if cfg.algo == "ppo":
-        advantages, returns = gae(
-            rewards, rollout.values, rollout.dones, rollout.next_value, cfg.gamma, cfg.gae_lambda
-        )
+        advantages, returns = gae(rewards, rollout.values, rollout.dones, rollout.next_value, cfg.gamma, cfg.gae_lambda)
     else:
         returns = discounted_returns(rewards, rollout.dones, cfg.gamma)
         advantages = returns - rollout.values
@@ -162,7 +160,12 @@ class Trainer:
         if cfg.anneal_lr:
             self.optimizer.param_groups[0]["lr"] = cfg.lr * (1.0 - self.update / self.num_updates)
         rollout, self.obs = collect(
-            self.env, self.policy, self.obs, cfg.num_steps, keep_graph=cfg.algo == "reinforce", device=cfg.device
+            self.env,
+            self.policy,
+            self.obs,
+            cfg.num_steps,
+            keep_graph=cfg.algo == "reinforce" and cfg.reuse_rollout_pass,
+            device=cfg.device,
         )
         batch = build_batch(rollout, self.method, cfg)
         metrics = self._optimize(batch)
@@ -180,7 +183,7 @@ class Trainer:
 
     def _optimize(self, batch: Batch) -> dict[str, float]:
         cfg = self.cfg
-        if cfg.algo == "reinforce":  # one step on the whole window, reusing the rollout's forward pass
+        if cfg.algo == "reinforce":  # one step on the whole window
             return self._step(batch)
         size = batch.actions.shape[0]
         minibatch = size // cfg.num_minibatches
@@ -206,8 +209,10 @@ class Trainer:
     def evaluate_all(self) -> dict[str, dict[str, float]]:
         """Evaluate every variant on the fixed evaluation seed; track the best checkpoint for early stopping."""
         seed = self.cfg.seed + EVAL_SEED_OFFSET
-        results = {v: evaluate(variant_policy(self.policy, v), self.eval_env, seed, self.cfg.gamma)
-                   for v in self.policy.variants}
+        results = {
+            v: evaluate(variant_policy(self.policy, v), self.eval_env, seed, self.cfg.gamma)
+            for v in self.policy.variants
+        }
         if self.method.early_stopping:
             results["best"] = self._track_best(results["trained"])
         stamp = {"update": self.update, "env_steps": self.env_steps, "wall_s": round(self.wall_s, 3)}
@@ -221,8 +226,13 @@ class Trainer:
         signal = evaluate(self.policy, self.eval_env, seed, self.cfg.gamma)[key]
         best = self.best
         if not math.isnan(signal) and signal > best["signal"]:
-            best.update(signal=signal, update=self.update, state=copy.deepcopy(self.policy.state_dict()),
-                        row=dict(trained_metrics), evals_since=0)
+            best.update(
+                signal=signal,
+                update=self.update,
+                state=copy.deepcopy(self.policy.state_dict()),
+                row=dict(trained_metrics),
+                evals_since=0,
+            )
         else:
             best["evals_since"] += 1
         return best["row"] if best["row"] is not None else dict(trained_metrics)
@@ -234,8 +244,14 @@ class Trainer:
     # ----- the loop ----------------------------------------------------------------------------------------------
 
     def run(self) -> dict:
-        bar = tqdm(total=self.num_updates * self.cfg.num_envs * self.cfg.num_steps, initial=self.env_steps,
-                   unit="step", unit_scale=True, disable=not self.progress, desc=self.cfg.method)
+        bar = tqdm(
+            total=self.num_updates * self.cfg.num_envs * self.cfg.num_steps,
+            initial=self.env_steps,
+            unit="step",
+            unit_scale=True,
+            disable=not self.progress,
+            desc=self.cfg.method,
+        )
         stopped_early = False
         if self.update == 0 and not self.eval_rows:
             self._report(bar, self.evaluate_all())
@@ -246,8 +262,9 @@ class Trainer:
             self.wall_s += elapsed
             steps = self.cfg.num_envs * self.cfg.num_steps
             metrics["time/env_steps_per_s"] = steps / max(elapsed, 1e-9)
-            self.train_rows.append({"update": self.update, "env_steps": self.env_steps,
-                                    "wall_s": round(self.wall_s, 3), **metrics})
+            self.train_rows.append(
+                {"update": self.update, "env_steps": self.env_steps, "wall_s": round(self.wall_s, 3), **metrics}
+            )
             bar.update(steps)
             if self.update % self.eval_interval == 0 or self.update == self.num_updates:
                 self._report(bar, self.evaluate_all())
@@ -280,8 +297,12 @@ class Trainer:
             "variants": per_variant,
         }
         if self.method.early_stopping:
-            summary["early_stopping"] = {"signal": self.cfg.early_stop_signal, "best_update": self.best["update"],
-                                         "best_signal": self.best["signal"], "stopped_early": stopped_early}
+            summary["early_stopping"] = {
+                "signal": self.cfg.early_stop_signal,
+                "best_update": self.best["update"],
+                "best_signal": self.best["signal"],
+                "stopped_early": stopped_early,
+            }
         return summary
 
 

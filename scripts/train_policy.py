@@ -1,9 +1,9 @@
 """Train one method at one oversight level; with no flags, gradient routing at 10% oversight.
 
-    python scripts/train_policy.py                          # routing, 10% oversight, default settings
-    python scripts/train_policy.py --method naive --oversight 0.3
-    python scripts/train_policy.py --preset paper           # the paper's exact settings (slow on a CPU)
-    python scripts/train_policy.py --resume runs/routing-p0.1-s0-20260101-120000
+python scripts/train_policy.py                          # routing, 10% oversight, default settings
+python scripts/train_policy.py --method naive --oversight 0.3
+python scripts/train_policy.py --preset paper           # the paper's exact settings (slow on a CPU)
+python scripts/train_policy.py --resume runs/routing-p0.1-s0-20260101-120000
 """
 
 from __future__ import annotations
@@ -42,8 +42,10 @@ def parse(argv: list[str]) -> CommandLine:
 
 
 def print_table(summary: dict) -> None:
-    print(f"\n{summary['method']} at oversight {summary['oversight']:g}, seed {summary['seed']}: "
-          f"{summary['env_steps']:,} env steps in {summary['wall_s']:.0f} s (deployed: {summary['deployed']})")
+    print(
+        f"\n{summary['method']} at oversight {summary['oversight']:g}, seed {summary['seed']}: "
+        f"{summary['env_steps']:,} env steps in {summary['wall_s']:.0f} s (deployed: {summary['deployed']})"
+    )
     print(f"{'variant':<10}" + "".join(f"{m:>22}" for m in TABLE_METRICS))
     for variant, result in summary["variants"].items():
         final, best = result["final"], result["best"]

@@ -437,23 +437,24 @@ def test_spurious_oversight(spurious_oversight):
 # Bad input
 # ----------------------------------------------------------------------------------------------------------------
 
-BAD_SETTINGS = [
-    (dict(oversight=-0.1), "^oversight"),
-    (dict(oversight=1.5), "^oversight"),
-    (dict(oversight=float("nan")), "^oversight"),
-    (dict(spurious_oversight=-0.1), "^spurious_oversight"),
-    (dict(spurious_oversight=1.5), "^spurious_oversight"),
-    (dict(rows=1, cols=2), "rows"),
-    (dict(rows=0), "rows"),
-    (dict(max_steps=0), "max_steps"),
-    (dict(max_steps=2.5), "max_steps"),
-    (dict(render_mode="human"), "render_mode"),
-]
+BAD_SETTINGS = {  # id: (settings, pattern the message must match)
+    "oversight=-0.1": (dict(oversight=-0.1), "^oversight"),
+    "oversight=1.5": (dict(oversight=1.5), "^oversight"),
+    "oversight=nan": (dict(oversight=float("nan")), "^oversight"),
+    "spurious=-0.1": (dict(spurious_oversight=-0.1), "^spurious_oversight"),
+    "spurious=1.5": (dict(spurious_oversight=1.5), "^spurious_oversight"),
+    "grid=1x2": (dict(rows=1, cols=2), "rows"),
+    "rows=0": (dict(rows=0), "rows"),
+    "max_steps=0": (dict(max_steps=0), "max_steps"),
+    "max_steps=2.5": (dict(max_steps=2.5), "max_steps"),
+    "render_mode=human": (dict(render_mode="human"), "render_mode"),
+}
 
 
 @pytest.mark.parametrize("form", [DiamondGhostEnv, DiamondGhostVecEnv], ids=["single", "batched"])
-@pytest.mark.parametrize(("settings", "match"), BAD_SETTINGS)
-def test_bad_settings(form, settings, match):
+@pytest.mark.parametrize("case", BAD_SETTINGS)
+def test_bad_settings(form, case):
+    settings, match = BAD_SETTINGS[case]
     with pytest.raises(ValueError, match=match):
         form(**settings)
 
