@@ -1,0 +1,373 @@
+"""Many runs: every method at every oversight fraction with several seeds, in parallel, resumable.
+
+A sweep directory holds ``sweep.json`` (the sweep's settings), ``results.csv`` (one row per run) and one run
+directory per grid point, named ``run_name(method, oversight, seed)``. Running the same sweep again skips finished
+runs, resumes interrupted ones from their checkpoint, and trains failed or never-checkpointed ones again. It deletes
+nothing: a failed run keeps its ``error.json`` (exception type, message, traceback) while it is trained again.
+
+Backends:
+    local  parallel processes on this machine (``workers=1`` runs serially in this process).
+    ray    one Ray task per grid point (``num_cpus=1``): on a running cluster given ``ray_address`` (the sweep
+           directory must then be on a filesystem every node shares, and the package installed on every node),
+           or on a local cluster of ``workers`` CPUs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import signal
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from functools import partial
+from itertools import product
+from pathlib import Path
+from typing import Literal
+
+from tqdm.auto import tqdm
+
+from oversight_rl import __version__
+from oversight_rl.config import TrainConfig, with_overrides
+from oversight_rl.methods import METHODS
+from oversight_rl.results import (
+    DONE,
+    ERROR,
+    INTERRUPTED,
+    RESULTS_CSV,
+    SWEEP_JSON,
+    gather,
+    run_status,
+    write_results,
+)
+from oversight_rl.rundir import CHECKPOINT, read_json, run_name, write_json
+from oversight_rl.train import resume, train
+
+DEFAULT_OVERSIGHT = (0.01, 0.03, 0.1, 0.3, 1.0)
+DEFAULT_METHODS = ("routing", "filtering", "naive", "oracle")
+RUNTIME_ONLY = ("device", "threads", "tensorboard")
+"""Training settings that may change between invocations of one sweep: they do not change what a run computes."""
+
+
+@dataclass
+class SweepConfig:
+    """Train every method at every oversight fraction with several seeds; all runs share the training settings."""
+
+    oversight: tuple[float, ...] = DEFAULT_OVERSIGHT
+    """Oversight fractions to train at, each in [0, 1]."""
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    """Methods to train: any of routing, no_routing, constant_gate, naive, naive_early_stop, filtering, oracle."""
+    seeds: int = 3
+    """Seeds per grid point: 0, 1, ..., seeds - 1."""
+    out: str = "sweeps/oversight"
+    """Sweep directory: one run directory per grid point, plus sweep.json and results.csv."""
+    workers: int = 2
+    """Runs at a time: local processes, or the CPUs of a local Ray cluster. 1 runs serially in this process."""
+    backend: Literal["local", "ray"] = "local"
+    """local: parallel processes on this machine. ray: one Ray task per run (needs the ray extra)."""
+    ray_address: str | None = None
+    """Address of a running Ray cluster (e.g. auto); without it, --backend ray starts a local one."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Training settings shared by every run; method, oversight and seed come from the grid."""
+
+    def grid(self) -> list[TrainConfig]:
+        """The training settings of every grid point, methods outermost, each (method, oversight, seed) once."""
+        grid = product(self.methods, [float(p) for p in self.oversight], range(self.seeds))
+        points = dict.fromkeys(grid)  # a value given twice is one grid point
+        return [with_overrides(self.train, method=m, oversight=p, seed=s) for m, p, s in points]
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad flag and its allowed range; checks every grid point's settings."""
+        bad_oversight = next((p for p in self.oversight if not 0.0 <= p <= 1.0), None)
+        unknown = next((m for m in self.methods if m not in METHODS), None)
+        checks = [
+            (self.oversight, "--oversight needs at least one value"),
+            (bad_oversight is None, f"--oversight must be in [0, 1], got {bad_oversight!r}"),
+            (self.methods, "--methods needs at least one method"),
+            (unknown is None, f"--methods must be among {', '.join(METHODS)}, got {unknown!r}"),
+            (self.seeds >= 1, f"--seeds must be >= 1, got {self.seeds}"),
+            (self.workers >= 1, f"--workers must be >= 1, got {self.workers}"),
+            (self.ray_address is None or self.backend == "ray", "--ray-address needs --backend ray"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        for config in self.grid():
+            config.validate()
+
+
+# ----- planning ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unfinished grid point. Whether it resumes or trains afresh is decided when it starts (see
+    :func:`run_job`), so a job retried after a crash resumes too."""
+
+    config: TrainConfig
+    run_dir: str
+
+    @property
+    def name(self) -> str:
+        return Path(self.run_dir).name
+
+
+def plan(sweep: SweepConfig) -> tuple[list[Job], list[str]]:
+    """Jobs still to run, and the names of the runs already finished."""
+    jobs, finished = [], []
+    for config in sweep.grid():
+        run_dir = Path(sweep.out).resolve() / run_name(config.method, config.oversight, config.seed)
+        if run_status(run_dir) == DONE:
+            finished.append(run_dir.name)
+        else:
+            jobs.append(Job(config, str(run_dir)))
+    return jobs, finished
+
+
+def sweep_record(sweep: SweepConfig) -> dict:
+    """What sweep.json holds: the grid, the backend and the shared training settings."""
+    record = dataclasses.asdict(sweep)
+    record["oversight"] = [float(p) for p in sweep.oversight]
+    record["methods"] = list(sweep.methods)
+    for name in ("method", "oversight", "seed"):
+        record["train"].pop(name)
+    return {**record, "version": __version__}
+
+
+def check_same_settings(sweep: SweepConfig) -> None:
+    """Refuse to mix runs of different training settings in one sweep directory (the grid may grow or shrink)."""
+    path = Path(sweep.out) / SWEEP_JSON
+    if not path.exists():
+        return
+    before, now = read_json(path)["train"], sweep_record(sweep)["train"]
+    changed = [
+        f"{k}: {before.get(k)!r} -> {v!r}" for k, v in now.items() if k not in RUNTIME_ONLY and before.get(k) != v
+    ]
+    if changed:
+        raise ValueError(
+            f"--out {sweep.out} holds a sweep with other training settings ({'; '.join(changed)}); "
+            "use another --out or the same settings"
+        )
+
+
+# ----- running one grid point -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one job ended: finished (trained or resumed), failed with ``error`` (``"Type: message"``), or
+    interrupted (its process stopped or died; the next invocation resumes it)."""
+
+    name: str
+    resumed: bool = False
+    error: str | None = None
+    interrupted: bool = False
+
+
+def resumable(run_dir: Path) -> bool:
+    """Interrupted with a checkpoint to continue from; failed runs and runs never checkpointed start again."""
+    return run_status(run_dir) == INTERRUPTED and (run_dir / CHECKPOINT).exists()
+
+
+def run_job(job: Job) -> Outcome:
+    """Resume or train one run without a progress bar. An exception is recorded in ``error.json``, not raised."""
+    run_dir = Path(job.run_dir)
+    resumed = resumable(run_dir)
+    try:
+        if resumed:
+            resume(run_dir, progress=False)
+        else:
+            train(job.config, run_dir, progress=False)
+    except Exception as error:
+        return record_failure(job, error, resumed)
+    return Outcome(job.name, resumed)
+
+
+def record_failure(job: Job, error: BaseException, resumed: bool = False) -> Outcome:
+    """Write the error (type, message, traceback) to the run's error.json, atomically."""
+    run_dir = Path(job.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "type": type(error).__name__,
+        "message": str(error),
+        "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
+        "resumed": resumed,
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    write_json(run_dir / ERROR, record)
+    return Outcome(job.name, resumed, error=f"{record['type']}: {record['message']}".splitlines()[0])
+
+
+def outcome_of(job: Job, result: Callable[[], Outcome], interruptions: tuple[type[BaseException], ...] = ()) -> Outcome:
+    """A job's outcome from its backend. If ``result()`` raises, the job failed (its error is recorded), unless the
+    exception is one of ``interruptions``: its process was stopped or died, which is no error of the run."""
+    try:
+        return result()
+    except interruptions:
+        return Outcome(job.name, interrupted=True)
+    except Exception as error:
+        return record_failure(job, error)
+
+
+# ----- backends: each runs the jobs and yields their outcomes as they finish --------------------------------------
+
+
+def run_serially(jobs: list[Job]) -> Iterator[Outcome]:
+    """In this process, one after the other (easy to debug and to test)."""
+    for job in jobs:
+        yield run_job(job)
+
+
+def run_in_processes(jobs: list[Job], workers: int) -> Iterator[Outcome]:
+    """In ``workers`` fresh (spawned) processes on this machine. On Ctrl-C the workers stop at once; each run
+    keeps its last checkpoint and is resumed by the next invocation."""
+    before = set(multiprocessing.active_children())
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {pool.submit(run_job_in_worker, job): job for job in jobs}
+        for future in as_completed(futures):
+            yield outcome_of(futures[future], future.result, interruptions=(BrokenProcessPool,))
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        interrupt(set(multiprocessing.active_children()) - before)
+        pool.shutdown()  # the workers have exited: release the pool's queues
+        raise
+    pool.shutdown()
+
+
+def run_job_in_worker(job: Job) -> Outcome:
+    """:func:`run_job` in a pool worker, which exits on Ctrl-C instead of taking the next job (as pools do)."""
+    try:
+        return run_job(job)
+    except KeyboardInterrupt:
+        os._exit(130)  # after the interrupted write cleaned up its temporary file
+
+
+def interrupt(processes: set[multiprocessing.Process], grace_s: float = 10.0) -> None:
+    """Send Ctrl-C to the pool's workers (when it reached only this process) and wait for them to exit."""
+    for process in processes:
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGINT)
+    deadline = time.monotonic() + grace_s
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.terminate()
+
+
+def import_ray():
+    """Ray, imported only when the ray backend is used."""
+    try:
+        import ray
+    except ImportError as error:
+        raise ValueError("--backend ray needs Ray: pip install 'oversight-rl[ray]'") from error
+    return ray
+
+
+def run_on_ray(jobs: list[Job], workers: int, address: str | None) -> Iterator[Outcome]:
+    """As Ray tasks of one CPU each: on the cluster at ``address``, or on a local one with ``workers`` CPUs."""
+    ray = import_ray()
+    started_here = not ray.is_initialized()
+    if started_here and address:
+        ray.init(address=address, log_to_driver=False)
+    elif started_here:
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    task = ray.remote(num_cpus=1)(run_job)
+    pending = {task.remote(job): job for job in jobs}
+    try:
+        while pending:
+            (ready,), _ = ray.wait(list(pending), num_returns=1)
+            yield outcome_of(pending.pop(ready), partial(ray.get, ready))
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def backend_for(sweep: SweepConfig) -> Callable[[list[Job]], Iterator[Outcome]]:
+    if sweep.backend == "ray":
+        import_ray()  # fail before any work when Ray is missing
+        return partial(run_on_ray, workers=sweep.workers, address=sweep.ray_address)
+    if sweep.workers == 1:
+        return run_serially
+    return partial(run_in_processes, workers=sweep.workers)
+
+
+# ----- the sweep --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepReport:
+    """What one invocation did: runs already finished, finished now (trained or resumed), failed, interrupted."""
+
+    skipped: list[str] = field(default_factory=list)
+    trained: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    interrupted: list[str] = field(default_factory=list)
+
+    @property
+    def started(self) -> int:
+        return len(self.trained) + len(self.resumed) + len(self.failed) + len(self.interrupted)
+
+    @property
+    def ok(self) -> bool:
+        """Every run of the grid is finished."""
+        return not self.failed and not self.interrupted
+
+    def add(self, outcome: Outcome) -> None:
+        if outcome.error is not None:
+            self.failed[outcome.name] = outcome.error
+        elif outcome.interrupted:
+            self.interrupted.append(outcome.name)
+        else:
+            (self.resumed if outcome.resumed else self.trained).append(outcome.name)
+
+    def summary_line(self) -> str:
+        total = len(self.skipped) + self.started
+        line = (
+            f"sweep: {total} runs: {len(self.trained)} trained, {len(self.resumed)} resumed, "
+            f"{len(self.skipped)} already done, {len(self.failed)} failed"
+        )
+        if self.failed:
+            line += " (" + "; ".join(f"{name}: {error}" for name, error in self.failed.items()) + ")"
+        if self.interrupted:
+            line += f", {len(self.interrupted)} interrupted by a worker that died (run again to resume)"
+        return line
+
+
+def run_sweep(sweep: SweepConfig, progress: bool = True) -> SweepReport:
+    """Validate, write sweep.json, run every unfinished grid point, then write results.csv.
+
+    Raises ``ValueError`` (before any work) for bad settings. A failing run does not stop the others; it is
+    listed in ``SweepReport.failed``. Ctrl-C raises ``KeyboardInterrupt`` once the workers have stopped.
+    """
+    sweep.validate()
+    check_same_settings(sweep)
+    backend = backend_for(sweep)
+    sweep_dir = Path(sweep.out)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    write_json(sweep_dir / SWEEP_JSON, sweep_record(sweep))
+    jobs, finished = plan(sweep)
+    report = SweepReport(skipped=finished)
+    bar = tqdm(total=len(jobs) + len(finished), initial=len(finished), unit="run", desc="sweep", disable=not progress)
+    with bar:
+        show_counts(bar, report, running=min(sweep.workers, len(jobs)))
+        for outcome in backend(jobs):
+            report.add(outcome)
+            bar.update(1)
+            show_counts(bar, report, running=min(sweep.workers, len(jobs) - report.started))
+    write_results(gather(sweep_dir), sweep_dir / RESULTS_CSV)
+    return report
+
+
+def show_counts(bar: tqdm, report: SweepReport, running: int) -> None:
+    done = len(report.skipped) + len(report.trained) + len(report.resumed)
+    bar.set_postfix(done=done, running=running, failed=len(report.failed) + len(report.interrupted))

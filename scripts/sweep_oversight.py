@@ -1,0 +1,73 @@
+"""Train every method at every oversight fraction with several seeds, in parallel; run it again to resume.
+
+    python scripts/sweep_oversight.py                 # 5 oversight fractions x 4 methods x 3 seeds, 2 processes
+    python scripts/sweep_oversight.py --oversight 0.01 0.1 --methods routing naive --seeds 2 --total-env-steps 500000
+    python scripts/sweep_oversight.py --preset paper --backend ray --ray-address auto --out sweeps/paper
+    python scripts/plot_curves.py sweeps/oversight    # figures and results.csv
+
+Every training flag of train_policy.py is accepted and shared by all runs. Exit status: 0 when every run finished,
+1 when some failed (each records error.json in its run directory) or lost their worker process, 2 for bad flags
+(before any work), 130 on Ctrl-C. Running the same command again skips finished runs and resumes the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import tyro
+
+from oversight_rl.config import PRESETS, TrainConfig
+from oversight_rl.results import format_problems, format_table, gather
+from oversight_rl.sweep import SweepConfig, run_sweep
+
+
+@dataclass
+class SharedTrainFlags(TrainConfig):
+    """TrainConfig without the flags the grid sets."""
+
+    method: tyro.conf.Suppress[str] = "routing"
+    oversight: tyro.conf.Suppress[float] = 0.1
+    seed: tyro.conf.Suppress[int] = 0
+
+
+@dataclass
+class CommandLine(SweepConfig):
+    train: Annotated[SharedTrainFlags, tyro.conf.OmitArgPrefixes] = field(default_factory=SharedTrainFlags)
+    """Training settings shared by every run (as in train_policy.py); method, oversight and seed come from the grid."""
+
+
+def parse(argv: list[str]) -> SweepConfig:
+    preset = argparse.ArgumentParser(add_help=False)
+    preset.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    name = preset.parse_known_args(argv)[0].preset
+    default = CommandLine(train=SharedTrainFlags(**dataclasses.asdict(PRESETS[name])))
+    args = tyro.cli(CommandLine, default=default, args=argv, description=__doc__)
+    grid_flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(SweepConfig) if f.name != "train"}
+    return SweepConfig(**grid_flags, train=TrainConfig(**dataclasses.asdict(args.train)))
+
+
+def main(argv: list[str]) -> int:
+    sweep = parse(argv)
+    try:
+        report = run_sweep(sweep)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: run the same command again to resume the sweep in {sweep.out}", file=sys.stderr)
+        return 130
+    results = gather(sweep.out)
+    print(format_table(results))
+    problems = format_problems(results)
+    if problems:
+        print(problems)
+    print(report.summary_line())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

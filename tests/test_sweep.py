@@ -1,0 +1,250 @@
+"""Sweeps and their plots: the grid runs serially, in processes and on Ray; re-runs resume; failures are recorded;
+plots and results.csv show every expected run, missing ones included. Budgets are tiny: these check plumbing."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+import oversight_rl.sweep as sweep_module
+from oversight_rl.results import ERROR, bootstrap_ci, gather, run_status
+from oversight_rl.rundir import CHECKPOINT, CONFIG, SUMMARY, TRAIN_CSV, read_csv, read_json, run_name
+from oversight_rl.train import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = "--total-env-steps 2048 --num-envs 16 --num-steps 8 --eval-envs 16 --eval-every 1024 --width 16".split()
+GRID = "--oversight 0.1 1 --methods routing naive --seeds 1".split()
+EXPECTED_RUNS = {run_name(m, p, 0) for m in ("routing", "naive") for p in (0.1, 1.0)}
+FIGURES = ("learning_curves.png", "return_vs_oversight.png", "hacking_vs_oversight.png")
+VOLATILE_COLUMNS = ("wall_s", "run")  # differ between two identical runs
+
+
+def load_script(name: str):
+    """Import ``scripts/<name>.py`` (the scripts are not a package) to call its ``main(argv)`` in this process."""
+    spec = importlib.util.spec_from_file_location(f"scripts_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and tyro look the module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+sweep_cli = load_script("sweep_oversight")
+plot_cli = load_script("plot_curves")
+
+
+def sweep(out: Path, *flags: str) -> int:
+    return sweep_cli.main([*TINY, "--out", str(out), *flags])
+
+
+def run_dirs(sweep_dir: Path) -> set[str]:
+    return {path.parent.name for path in sweep_dir.glob(f"*/{CONFIG}")}
+
+
+def comparable(rows: list[dict], drop: tuple[str, ...] = VOLATILE_COLUMNS) -> list[dict]:
+    """Rows without the ``drop`` columns, NaN (empty cells) as None so that rows compare equal."""
+    return [{k: None if v != v else v for k, v in row.items() if k not in drop} for row in rows]
+
+
+def file_times(sweep_dir: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in sweep_dir.glob("*/*")}
+
+
+@pytest.fixture(scope="module")
+def serial_sweep(tmp_path_factory) -> Path:
+    """2 oversight levels x 2 methods x 1 seed, run serially in this process (workers=1)."""
+    out = tmp_path_factory.mktemp("sweeps") / "serial"
+    assert sweep(out, *GRID, "--workers", "1") == 0
+    return out
+
+
+# ----- the command line -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--oversight", "0.1", "1.5"], "--oversight"),
+        (["--oversight", "-0.1"], "--oversight"),
+        (["--methods", "routing", "bogus"], "--methods"),
+        (["--seeds", "0"], "--seeds"),
+        (["--workers", "0"], "--workers"),
+        (["--lr", "-1"], "--lr"),  # a training flag, checked on every grid point
+        (["--ray-address", "auto"], "--ray-address"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_line_before_any_work(tmp_path, capsys, flags, named):
+    out = tmp_path / "sweep"
+    assert sweep(out, *flags) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and named in error and "\n" not in error
+    assert not out.exists()
+
+
+def test_training_flags_and_preset_reach_every_grid_point():
+    config = sweep_cli.parse(["--preset", "paper", "--lr", "3e-4", "--oversight", "0.01", "0.1", "--seeds", "2"])
+    points = config.grid()
+    assert len(points) == 2 * 4 * 2
+    assert {(p.algo, p.width, p.lr, p.preset) for p in points} == {("reinforce", 256, 3e-4, "paper")}
+    assert {(p.method, p.oversight, p.seed) for p in points} == {
+        (m, o, s) for m in sweep_module.DEFAULT_METHODS for o in (0.01, 0.1) for s in (0, 1)
+    }
+
+
+def test_other_training_settings_in_the_same_sweep_directory_are_refused(serial_sweep, capsys):
+    before = (serial_sweep / "sweep.json").read_text()
+    assert sweep(serial_sweep, *GRID, "--workers", "1", "--lr", "0.01") == 2
+    assert "lr: 0.001 -> 0.01" in capsys.readouterr().err
+    assert (serial_sweep / "sweep.json").read_text() == before
+
+
+# ----- running and resuming ---------------------------------------------------------------------------------------
+
+
+def test_serial_sweep_writes_every_run_sweep_json_and_results(serial_sweep):
+    assert run_dirs(serial_sweep) == EXPECTED_RUNS
+    assert all((serial_sweep / name / SUMMARY).exists() for name in EXPECTED_RUNS)
+    record = read_json(serial_sweep / "sweep.json")
+    assert (record["oversight"], record["methods"], record["seeds"]) == ([0.1, 1.0], ["routing", "naive"], 1)
+    assert record["train"]["total_env_steps"] == 2048 and "method" not in record["train"]
+    rows = read_csv(serial_sweep / "results.csv")
+    assert {row["run"] for row in rows} == EXPECTED_RUNS
+    assert {row["status"] for row in rows} == {"done"}
+    assert {row["deployed"] for row in rows if row["method"] == "routing"} == {"diamond"}
+    assert all(-1 <= row["true_return"] <= 1 and -1 <= row["best_true_return"] <= 1 for row in rows)
+
+
+def test_rerunning_a_finished_sweep_does_no_work(serial_sweep, capsys):
+    times = file_times(serial_sweep)
+    assert sweep(serial_sweep, *GRID, "--workers", "1") == 0
+    assert "0 trained, 0 resumed, 4 already done, 0 failed" in capsys.readouterr().out
+    assert file_times(serial_sweep) == times
+
+
+def test_process_pool_matches_the_serial_sweep(serial_sweep, tmp_path):
+    out = tmp_path / "pool"
+    assert sweep(out, *GRID, "--workers", "2") == 0
+    assert run_dirs(out) == EXPECTED_RUNS
+    assert comparable(read_csv(out / "results.csv")) == comparable(read_csv(serial_sweep / "results.csv"))
+
+
+def test_ray_local_cluster_matches_the_serial_sweep(serial_sweep, tmp_path):
+    ray = pytest.importorskip("ray")
+    out = tmp_path / "ray"
+    try:
+        assert sweep(out, *GRID, "--backend", "ray", "--workers", "2") == 0
+    finally:
+        ray.shutdown()
+    assert run_dirs(out) == EXPECTED_RUNS
+    assert comparable(read_csv(out / "results.csv")) == comparable(read_csv(serial_sweep / "results.csv"))
+
+
+def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path, monkeypatch, capsys):
+    """Every grid point shares its settings, so no flag can make exactly one run fail; instead the train function
+    the serial (in-process) backend calls is replaced by one that fails for naive only."""
+    out, real_train = tmp_path / "sweep", sweep_module.train
+
+    def train_or_fail(config, run_dir, progress=True):
+        if config.method == "naive":
+            raise RuntimeError("injected failure")
+        return real_train(config, run_dir, progress)
+
+    monkeypatch.setattr(sweep_module, "train", train_or_fail)
+    flags = ["--oversight", "0.1", "--methods", "routing", "naive", "--seeds", "1", "--workers", "1"]
+    assert sweep(out, *flags) == 1
+    assert "1 failed (naive-p0.1-s0: RuntimeError: injected failure)" in capsys.readouterr().out
+    failed = out / "naive-p0.1-s0"
+    error = read_json(failed / ERROR)
+    assert (error["type"], error["message"]) == ("RuntimeError", "injected failure")
+    assert "train_or_fail" in error["traceback"]
+    assert run_status(out / "routing-p0.1-s0") == "done" and run_status(failed) == "failed"
+    rows = {row["method"]: row for row in read_csv(out / "results.csv")}
+    assert (rows["naive"]["status"], rows["naive"]["error"]) == ("failed", "RuntimeError: injected failure")
+
+    monkeypatch.setattr(sweep_module, "train", real_train)
+    assert sweep(out, *flags) == 0  # the failed run is trained again; the finished one is left alone
+    assert "1 trained, 0 resumed, 1 already done, 0 failed" in capsys.readouterr().out
+    assert run_status(failed) == "done" and (failed / ERROR).exists()  # the error record is kept
+
+
+def test_an_interrupted_run_is_resumed_not_restarted(tmp_path, monkeypatch, capsys):
+    out, real_save = tmp_path / "sweep", Trainer.save
+
+    def save_then_interrupt(trainer):
+        real_save(trainer)
+        raise KeyboardInterrupt  # as if Ctrl-C arrived right after the first checkpoint
+
+    monkeypatch.setattr(Trainer, "save", save_then_interrupt)
+    flags = ["--oversight", "0.1", "--methods", "routing", "--seeds", "1", "--workers", "1"]
+    assert sweep(out, *flags) == 130
+    run_dir = out / "routing-p0.1-s0"
+    assert (run_dir / CHECKPOINT).exists() and not (run_dir / SUMMARY).exists()
+    assert run_status(run_dir) == "interrupted"
+    assert gather(out).rows[0]["status"] == "interrupted"
+    before = read_csv(run_dir / TRAIN_CSV)
+    assert 0 < len(before) < 16  # 2048 steps / (16 envs x 8 steps) = 16 updates
+
+    monkeypatch.setattr(Trainer, "save", real_save)
+    calls = []
+    monkeypatch.setattr(sweep_module, "train", lambda *args, **kwargs: calls.append("train"))
+    real_resume = sweep_module.resume
+    monkeypatch.setattr(sweep_module, "resume", lambda *a, **k: calls.append("resume") or real_resume(*a, **k))
+    assert sweep(out, *flags) == 0
+    assert calls == ["resume"]
+    assert "0 trained, 1 resumed" in capsys.readouterr().out
+    after = read_csv(run_dir / TRAIN_CSV)
+    assert len(after) == 16  # the first updates were kept (wall_s included), not redone
+    assert comparable(after[: len(before)], drop=()) == comparable(before, drop=())
+
+
+# ----- results and plots ------------------------------------------------------------------------------------------
+
+
+def test_plots_and_results_show_missing_and_failed_runs(serial_sweep, tmp_path, capsys):
+    sweep_dir = tmp_path / "sweep"
+    shutil.copytree(serial_sweep, sweep_dir)
+    shutil.rmtree(sweep_dir / "naive-p1-s0")
+    (sweep_dir / "routing-p0.1-s0" / SUMMARY).unlink()
+    (sweep_dir / "routing-p0.1-s0" / ERROR).write_text('{"type": "ValueError", "message": "bad\\nmore"}')
+    figures = tmp_path / "figures"
+
+    assert plot_cli.main([str(sweep_dir), "--out", str(figures)]) == 0
+
+    for name in FIGURES:
+        assert (figures / name).stat().st_size > 10_000
+    printed = capsys.readouterr().out
+    assert "missing (1): naive-p1-s0" in printed and "failed: routing-p0.1-s0 (ValueError: bad)" in printed
+    status = {row["run"]: row["status"] for row in read_csv(figures / "results.csv")}
+    assert status == {**dict.fromkeys(EXPECTED_RUNS, "done"), "naive-p1-s0": "missing", "routing-p0.1-s0": "failed"}
+
+
+def test_plot_script_refuses_a_directory_without_runs(tmp_path, capsys):
+    assert plot_cli.main([str(tmp_path)]) == 2
+    assert "no sweep.json" in capsys.readouterr().err
+
+
+def test_run_status_reads_the_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_status(run_dir) == "missing"
+    run_dir.mkdir()
+    assert run_status(run_dir) == "interrupted"  # started, nothing to resume from: trained again
+    (run_dir / CHECKPOINT).write_text("")
+    (run_dir / ERROR).write_text("{}")
+    os.utime(run_dir / CHECKPOINT, ns=(1, 1))
+    assert run_status(run_dir) == "failed"
+    os.utime(run_dir / CHECKPOINT, ns=(2**62, 2**62))  # a later attempt checkpointed after the failure
+    assert run_status(run_dir) == "interrupted"
+    (run_dir / SUMMARY).write_text("{}")
+    assert run_status(run_dir) == "done"
+
+
+def test_bootstrap_interval():
+    assert bootstrap_ci([0.5]) == (0.5, 0.5, 0.5)
+    assert all(x != x for x in bootstrap_ci([float("nan")]))
+    mean, low, high = bootstrap_ci([0.0, 1.0, 0.0, 1.0, float("nan")])
+    assert mean == 0.5 and 0.0 <= low < 0.5 < high <= 1.0
+    assert bootstrap_ci([0.1, 0.9, 0.4], seed=3) == bootstrap_ci([0.1, 0.9, 0.4], seed=3)
