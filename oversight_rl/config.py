@@ -62,9 +62,9 @@ class TrainConfig:
     gate_coef: float = 0.1
     """Gate cross-entropy coefficient, averaged over labeled samples (the paper: 0.01)."""
     filtering: Literal["tuned", "paper"] = "tuned"
-    """How filtering treats the samples it discards. tuned: averages over the kept samples and drops episodes
-    unfinished in the window. paper: averages over all samples (discarded ones count as zero) and keeps unfinished
-    episodes with their in-window return."""
+    """How filtering treats what it discards. tuned: averages the loss over kept samples and drops episodes
+    unfinished in the window. paper: averages over all samples (discarded ones count as zero, shrinking the step)
+    and keeps unfinished episodes (under reinforce their in-window return is 0)."""
     early_stop_signal: Literal["overseen", "oracle"] = "overseen"
     """Validation signal for naive_early_stop. overseen: mean true reward of validation episodes an overseer can
     verify (labeled or timed out). oracle: ground-truth true_return on all episodes, which no overseer has."""

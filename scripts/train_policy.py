@@ -38,7 +38,7 @@ def parse(argv: list[str]) -> CommandLine:
     preset.add_argument("--preset", choices=sorted(PRESETS), default="default")
     name = preset.parse_known_args(argv)[0].preset
     default = CommandLine(**dataclasses.asdict(PRESETS[name]))
-    return tyro.cli(CommandLine, default=default, args=argv, description=__doc__)
+    return tyro.cli(CommandLine, default=default, args=argv, description=__doc__.splitlines()[0])
 
 
 def print_table(summary: dict) -> None:
