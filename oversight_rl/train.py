@@ -8,12 +8,11 @@ import math
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-import envs  # noqa: F401  (registers the environments)
+import envs
 from oversight_rl import __version__
 from oversight_rl.config import TrainConfig
 from oversight_rl.evaluate import evaluate, make_eval_env
@@ -55,7 +54,7 @@ def build_batch(rollout: Rollout, method: Method, cfg: TrainConfig) -> Batch:
     weights = torch.ones_like(rewards)
     if method.verified_only:
         kept = verified_mask(outcome, labeled)
-        if cfg.filtering == "paper":
+        if cfg.filtering != "finished_only":
             kept |= outcome == UNFINISHED
         weights = kept.float()
     routes = labels if method.route else torch.full_like(labels, Route.BOTH)
@@ -80,7 +79,7 @@ def loss_coefs(cfg: TrainConfig, method: Method) -> LossCoefs:
         vf=cfg.vf_coef,
         gate=cfg.gate_coef if method.gate_loss else 0.0,
         normalize_advantages=cfg.normalize_advantages,
-        mean_over_used=cfg.filtering == "tuned",
+        mean_over_used=cfg.filtering != "paper",
     )
 
 
@@ -99,9 +98,9 @@ class Trainer:
         self.coefs = loss_coefs(cfg, self.method)
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
-        self.env = gym.make_vec(
-            cfg.env, num_envs=cfg.num_envs, vectorization_mode="vector_entry_point", oversight=cfg.oversight
-        )
+        self.env = envs.make_batched(cfg.env, cfg.num_envs, oversight=cfg.oversight)
+        if progress:
+            print(envs.describe_vectorization(cfg.env, cfg.num_envs, oversight=cfg.oversight))
         self.eval_env = make_eval_env(cfg.env, cfg.eval_envs, cfg.oversight)
         self.policy = build_policy(cfg, self.method, self.env.single_observation_space.shape).to(cfg.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr, eps=1e-5)
@@ -124,6 +123,7 @@ class Trainer:
             "version": __version__,
             "num_updates": self.num_updates,
             "obs_shape": list(self.env.single_observation_space.shape),
+            "vectorization": envs.vectorization_of(self.cfg.env, oversight=self.cfg.oversight),
         }
         write_json(self.run_dir / CONFIG, config)
 
@@ -137,7 +137,7 @@ class Trainer:
             "rows": (self.train_rows, self.eval_rows),
             "best": self.best,
             "torch_rng": torch.get_rng_state(),
-            "env": (self.env.unwrapped.grid, self.env.unwrapped.np_random.bit_generator.state, self.obs),
+            "env": (envs.vector_state(self.env), self.obs),
         }
         save_torch(self.run_dir / CHECKPOINT, state)
 
@@ -149,9 +149,8 @@ class Trainer:
         self.train_rows, self.eval_rows = state["rows"]
         self.best = state["best"]
         torch.set_rng_state(state["torch_rng"])
-        grid, rng_state, self.obs = state["env"]
-        self.env.unwrapped.grid = grid
-        self.env.unwrapped.np_random.bit_generator.state = rng_state
+        env_state, self.obs = state["env"]
+        envs.restore_vector_state(self.env, env_state)
 
     # ----- training ----------------------------------------------------------------------------------------------
 

@@ -1,0 +1,57 @@
+"""Shared fixtures of the training tests: a tiny training configuration and real environment observations."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import envs  # noqa: F401  (registers the environments)
+from oversight_rl.config import TrainConfig
+
+ENV_ID = "OversightRL/DiamondGhost-5x5-v0"
+
+# 16 envs x 8 steps = 128 env steps per update; 2048 steps = 16 updates; evaluations at updates 0, 8 and 16.
+TINY = dict(
+    oversight=0.5,
+    num_envs=16,
+    num_steps=8,
+    total_env_steps=2048,
+    eval_envs=16,
+    eval_every=1024,
+    width=16,
+)
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    """A training configuration that runs end to end in about a second."""
+    return TrainConfig(**{**TINY, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+    """Factory for tiny training configurations: ``tiny_cfg(method="naive", seed=1)``."""
+    return tiny_config
+
+
+def env_observations(num: int, seed: int = 0, oversight: float = 0.5) -> np.ndarray:
+    """``num`` observations ``(num, 4, 5, 5)`` of the 5x5 grid: fresh layouts, then a few random moves."""
+    env = gym.make_vec(ENV_ID, num_envs=num, vectorization_mode="vector_entry_point", oversight=oversight)
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    for _ in range(3):
+        obs, *_ = env.step(rng.integers(0, 4, size=num))
+    return obs
+
+
+@pytest.fixture(scope="session")
+def observations():
+    """Factory for real observations as a numpy array: ``observations(20, seed=3)``."""
+    return env_observations
+
+
+@pytest.fixture
+def obs_batch() -> torch.Tensor:
+    """Twelve real observations as a float tensor."""
+    return torch.from_numpy(env_observations(12))
