@@ -49,11 +49,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="duration of each measurement")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64, 512, 4096])
     parser.add_argument("--sync-max-batch", type=int, default=4096, help="skip SyncVectorEnv above this batch size")
-    parser.add_argument("--env-id", default="OversightRL/DiamondGhost-5x5-v0", choices=list(envs.PRESETS))
+    parser.add_argument("--env-id", default="OversightRL/DiamondGhost-5x5-v0", choices=list(envs.NATIVE_PRESETS))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    settings = envs.PRESETS[args.env_id]
+    settings = envs.NATIVE_PRESETS[args.env_id]
     print(f"{args.env_id}, random actions, {args.seconds:g} s per measurement")
     versions = f"python {platform.python_version()}, numpy {np.__version__}, gymnasium {gym.__version__}"
     print(f"{versions}, {platform.machine()}, {os.cpu_count()} CPUs")

@@ -1,17 +1,53 @@
 """DiamondGhost environments, registered with gymnasium on import.
 
+Two kinds of preset share one game, one observation and one set of episode-end labels:
+
+- native presets (``NATIVE_PRESETS``): ``DiamondGhostEnv``, with a natively batched ``DiamondGhostVecEnv`` for
+  fast training (``vector_entry_point``);
+- MiniGrid presets (``MINIGRID_PRESETS``): ``DiamondGhostMiniGridEnv`` inside the observation wrapper, for rendering,
+  internal walls and several Ghosts. They have no vector entry point: :func:`make_batched` trains an open room with
+  one Ghost on its native counterpart and any other layout on gymnasium's ``SyncVectorEnv``.
+
 >>> import gymnasium, envs
 >>> env = gymnasium.make("OversightRL/DiamondGhost-5x5-v0", oversight=0.1)
->>> vec = gymnasium.make_vec("OversightRL/DiamondGhost-5x5-v0", num_envs=512, vectorization_mode="vector_entry_point")
+>>> vec = envs.make_batched("OversightRL/DiamondGhost-5x5-v0", num_envs=512, oversight=0.1)
+>>> rooms = gymnasium.make("OversightRL/MiniGrid-DiamondGhost-TwoRooms-v0", render_mode="rgb_array")
 """
 
 from gymnasium.envs.registration import register, registry
 
-from envs.diamond_ghost import DiamondGhostEnv, DiamondGhostGrid, DiamondGhostVecEnv, Terminal
+from envs.diamond_ghost import DiamondGhostEnv, DiamondGhostGrid, DiamondGhostVecEnv, Terminal, layout_observation
+from envs.minigrid_envs import ENTRY_POINT as MINIGRID_ENTRY_POINT
+from envs.minigrid_envs import ROOM_5X5, TWO_ROOMS, DiamondGhostMiniGridEnv, OversightGridObservation
+from envs.vectorize import (
+    describe_vectorization,
+    episode_step_limit,
+    make_batched,
+    restore_vector_state,
+    vector_state,
+    vectorization_of,
+)
 
-__all__ = ["DiamondGhostEnv", "DiamondGhostGrid", "DiamondGhostVecEnv", "Terminal", "PRESETS"]
+__all__ = [
+    "DiamondGhostEnv",
+    "DiamondGhostGrid",
+    "DiamondGhostMiniGridEnv",
+    "DiamondGhostVecEnv",
+    "MINIGRID_PRESETS",
+    "NATIVE_PRESETS",
+    "OversightGridObservation",
+    "PRESETS",
+    "Terminal",
+    "describe_vectorization",
+    "episode_step_limit",
+    "layout_observation",
+    "make_batched",
+    "restore_vector_state",
+    "vector_state",
+    "vectorization_of",
+]
 
-PRESETS: dict[str, dict] = {
+NATIVE_PRESETS: dict[str, dict] = {
     # The paper's task.
     "OversightRL/DiamondGhost-5x5-v0": dict(rows=5, cols=5, max_steps=32),
     # A larger grid with longer episodes: more room for the Ghost to be the nearer terminal.
@@ -20,7 +56,20 @@ PRESETS: dict[str, dict] = {
     "OversightRL/DiamondGhost-5x5-Hidden-v0": dict(rows=5, cols=5, max_steps=32, observe_oversight=False),
 }
 
-for _env_id, _kwargs in PRESETS.items():
+MINIGRID_PRESETS: dict[str, dict] = {
+    # The paper's task, rendered by MiniGrid; trains on the native 5x5 preset's batched env (same game).
+    "OversightRL/MiniGrid-DiamondGhost-5x5-v0": dict(layout=ROOM_5X5, max_steps=32),
+    # Two rooms joined by a gap: shortest paths bend round the wall.
+    "OversightRL/MiniGrid-DiamondGhost-TwoRooms-v0": dict(layout=TWO_ROOMS, max_steps=48),
+    # Two Ghosts, each overseen on its own, in the paper's room: the observation has the 5x5 shape, so policies
+    # trained on the 5x5 presets run on it unchanged.
+    "OversightRL/MiniGrid-DiamondGhost-MultiGhost-v0": dict(layout=ROOM_5X5, num_ghosts=2, max_steps=32),
+}
+
+PRESETS: dict[str, dict] = {**NATIVE_PRESETS, **MINIGRID_PRESETS}
+"""Every registered preset: id -> settings."""
+
+for _env_id, _kwargs in NATIVE_PRESETS.items():
     if _env_id not in registry:
         register(
             id=_env_id,
@@ -28,3 +77,7 @@ for _env_id, _kwargs in PRESETS.items():
             vector_entry_point="envs.diamond_ghost:DiamondGhostVecEnv",
             kwargs=_kwargs,
         )
+
+for _env_id, _kwargs in MINIGRID_PRESETS.items():
+    if _env_id not in registry:
+        register(id=_env_id, entry_point=MINIGRID_ENTRY_POINT, kwargs=_kwargs)

@@ -28,6 +28,7 @@ env): ``terminal`` (:class:`Terminal`), ``labeled``, ``true_reward``, ``ghost_ov
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -58,6 +59,28 @@ def validate_settings(rows: int, cols: int, oversight: float, spurious_oversight
             raise ValueError(f"{name} must be in [0, 1], got {value!r}")
     if not (isinstance(max_steps, (int, np.integer)) and max_steps >= 1):
         raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
+
+
+def layout_observation(
+    shape: tuple[int, int],
+    agent: tuple[int, int],
+    ghosts: Sequence[tuple[int, int]],
+    diamond: tuple[int, int],
+    overseen: np.ndarray | None = None,
+) -> np.ndarray:
+    """The ``(4, rows, cols)`` observation of one layout, given as ``(row, col)`` cells.
+
+    One-hot agent and Diamond channels; every Ghost marked in the Ghost channel; the boolean ``(rows, cols)`` map
+    ``overseen`` as the oversight channel (``None``: all zero, as when oversight is hidden).
+    """
+    obs = np.zeros((4, *shape), dtype=np.float32)
+    obs[(AGENT, *agent)] = 1.0
+    for ghost in ghosts:
+        obs[(GHOST, *ghost)] = 1.0
+    obs[(DIAMOND, *diamond)] = 1.0
+    if overseen is not None:
+        obs[OVERSIGHT] = overseen
+    return obs
 
 
 def sample_distinct_cells(rng: np.random.Generator, n: int, n_cells: int) -> tuple[np.ndarray, ...]:
@@ -310,6 +333,21 @@ class DiamondGhostEnv(gym.Env):
         self.observation_space = gym.spaces.Box(0.0, 1.0, (4, rows, cols), np.float32)
         self.action_space = gym.spaces.Discrete(4)
         self._needs_reset = True
+
+    @property
+    def max_steps(self) -> int:
+        """Moves after which an episode is truncated."""
+        return self.grid.max_steps
+
+    @property
+    def observe_oversight(self) -> bool:
+        """Whether the oversight channel shows the overseen cells (else it is all zero)."""
+        return self.grid.observe_oversight
+
+    @property
+    def walls(self) -> np.ndarray:
+        """Boolean ``(rows, cols)`` map of the cells the agent cannot enter: none in this open grid."""
+        return np.zeros((self.grid.rows, self.grid.cols), dtype=bool)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)

@@ -6,10 +6,10 @@ step's true discounted return-to-go inside that window with no bootstrap.
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 import torch
 
+import envs
 from envs import Terminal
 from oversight_rl.rollout import discounted_returns
 
@@ -30,7 +30,7 @@ METRICS = {
 
 
 def make_eval_env(env_id: str, num_envs: int, oversight: float):
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", oversight=oversight)
+    return envs.make_batched(env_id, num_envs, oversight=oversight)
 
 
 def _mean(x: np.ndarray) -> float:
@@ -50,7 +50,7 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
 @torch.no_grad()
 def run_episodes(policy, env, seed: int) -> dict[str, np.ndarray]:
     """Play ``policy`` for one window of ``max_steps`` on every environment; return ``(T, N)`` step records."""
-    num_steps = env.unwrapped.grid.max_steps
+    num_steps = envs.episode_step_limit(env)
     device = next(policy.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     obs, _ = env.reset(seed=seed)

@@ -94,16 +94,21 @@ def _stack_trunks(trunks: list[Trunk]) -> Trunk:
 
 def training_rewards(rollout: Rollout, kind: str) -> torch.Tensor:
     """Reward at each step under a method's training reward: ``any_terminal``, ``proxy`` or ``true``."""
-    terminal = rollout.terminal.cpu().numpy()
+    reward = terminal_rewards(rollout.terminal.cpu().numpy(), rollout.ghost_overseen.cpu().numpy(), kind)
+    return torch.from_numpy(reward).to(rollout.terminal.device)
+
+
+def terminal_rewards(terminal: np.ndarray, ghost_overseen: np.ndarray, kind: str) -> np.ndarray:
+    """Training reward (see :func:`training_rewards`) from episode-end codes, ``Terminal.NONE`` where none ended."""
     if kind == "any_terminal":
         reward = (terminal != Terminal.NONE).astype(np.float32)
     elif kind == "proxy":
-        reward = DiamondGhostGrid.proxy_reward(terminal, rollout.ghost_overseen.cpu().numpy())
+        reward = DiamondGhostGrid.proxy_reward(terminal, ghost_overseen)
     elif kind == "true":
         reward = (terminal == Terminal.DIAMOND).astype(np.float32) - (terminal == Terminal.GHOST)
     else:
         raise ValueError(f"reward must be 'any_terminal', 'proxy' or 'true', got {kind!r}")
-    return torch.from_numpy(np.asarray(reward, dtype=np.float32)).to(rollout.terminal.device)
+    return np.asarray(reward, dtype=np.float32)
 
 
 def discounted_returns(rewards: torch.Tensor, dones: torch.Tensor, gamma: float) -> torch.Tensor:

@@ -1,4 +1,8 @@
-"""Tests of the DiamondGhost environments (``envs``): API checks, determinism, autoreset, rules, labels, errors."""
+"""Tests of the DiamondGhost environments (``envs``): API checks, determinism, autoreset, rules, labels, errors.
+
+The preset-wide tests run over every registered preset, native and MiniGrid; tests of the natively batched env run
+over the native presets. MiniGrid-only behaviour is tested in test_minigrid.py.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,11 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
 from envs import DiamondGhostEnv, DiamondGhostVecEnv, Terminal
-from envs.diamond_ghost import AGENT, DIAMOND, GHOST, OVERSIGHT
+from envs.diamond_ghost import AGENT, DIAMOND, GHOST, OVERSIGHT, layout_observation
 
 PRESET_IDS = list(envs.PRESETS)
+NATIVE_IDS = list(envs.NATIVE_PRESETS)
+WRAPPED_WARNING = r".*is different from the unwrapped version.*"  # MiniGrid presets are checked with their wrapper
 UP, RIGHT, DOWN, LEFT = range(4)
 INFO_KEYS = ("terminal", "labeled", "true_reward", "ghost_overseen", "diamond_overseen")
 
@@ -34,6 +40,13 @@ def set_layout(env, agent, ghost, diamond, ghost_overseen=False, diamond_oversee
     grid._draw(np.array([i]))
 
 
+def make_single(env_id: str, **kwargs) -> gym.Env:
+    """A preset's single env with the package's observation: the raw native env, or the MiniGrid env inside its
+    observation wrapper (as ``gym.make`` builds it)."""
+    env = gym.make(env_id, **kwargs)
+    return env.unwrapped if env_id in envs.NATIVE_PRESETS else env
+
+
 def cell_of(obs: np.ndarray, channel: int) -> tuple[int, int]:
     """The only marked cell of one channel of a single ``(4, rows, cols)`` observation."""
     cells = np.argwhere(obs[channel] == 1.0)
@@ -42,15 +55,17 @@ def cell_of(obs: np.ndarray, channel: int) -> tuple[int, int]:
 
 
 def assert_fresh_layout(obs: np.ndarray) -> None:
-    """Exactly one agent, Ghost and Diamond, on three distinct cells."""
-    assert len({cell_of(obs, AGENT), cell_of(obs, GHOST), cell_of(obs, DIAMOND)}) == 3
+    """Exactly one agent and one Diamond, at least one Ghost, all on distinct cells."""
+    ghosts = [tuple(cell) for cell in np.argwhere(obs[GHOST] == 1.0)]
+    assert ghosts and obs[GHOST].sum() == len(ghosts), "the Ghost channel is not a set of marked cells"
+    assert len({cell_of(obs, AGENT), cell_of(obs, DIAMOND), *ghosts}) == 2 + len(ghosts)
 
 
 def random_actions(n_steps: int, num_envs: int | None = None, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 4, size=n_steps if num_envs is None else (n_steps, num_envs))
 
 
-def rollout_single(env: DiamondGhostEnv, seed: int, actions: np.ndarray) -> list:
+def rollout_single(env: gym.Env, seed: int, actions: np.ndarray) -> list:
     """Every return of reset/step along a fixed action sequence, resetting manually when an episode ends."""
     trajectory = [env.reset(seed=seed)]
     for action in actions:
@@ -101,24 +116,25 @@ FORMS = [pytest.param(Single, id="single"), pytest.param(Batched, id="batched")]
 
 @pytest.mark.parametrize("env_id", PRESET_IDS)
 def test_gymnasium_env_checker(env_id):
-    env = gym.make(env_id, render_mode="rgb_array")
+    env = make_single(env_id, render_mode="rgb_array")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a checker warning is a failure
-        gym_check_env(env.unwrapped)
+        warnings.filterwarnings("ignore", message=WRAPPED_WARNING)
+        gym_check_env(env)
 
 
 @pytest.mark.parametrize("env_id", PRESET_IDS)
 def test_sb3_env_checker(env_id):
-    env = gym.make(env_id)
+    env = make_single(env_id)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         # The observation is a small float one-hot grid, which SB3 mistakes for an image.
         warnings.filterwarnings("ignore", message=r".*is an image but.*", category=UserWarning)
         warnings.filterwarnings("ignore", message=r".*minimal resolution for an image.*", category=UserWarning)
-        sb3_check_env(env.unwrapped, warn=True)
+        sb3_check_env(env, warn=True)
 
 
-@pytest.mark.parametrize("env_id", PRESET_IDS)
+@pytest.mark.parametrize("env_id", NATIVE_IDS)
 def test_registration(env_id):
     settings = envs.PRESETS[env_id]
     vec = gym.make_vec(env_id, num_envs=8, vectorization_mode="vector_entry_point")
@@ -142,7 +158,7 @@ def test_registration(env_id):
 @pytest.mark.parametrize("env_id", PRESET_IDS)
 def test_single_determinism(env_id):
     actions = random_actions(300)
-    env_a, env_b = gym.make(env_id).unwrapped, gym.make(env_id).unwrapped
+    env_a, env_b = make_single(env_id), make_single(env_id)
     first = rollout_single(env_a, 3, actions)
     np.testing.assert_equal(rollout_single(env_b, 3, actions), first)
     np.testing.assert_equal(rollout_single(env_a, 3, actions), first)  # re-seeding the same env replays it
@@ -150,7 +166,7 @@ def test_single_determinism(env_id):
     assert not np.array_equal(env_a.reset(seed=4)[0], env_a.reset(seed=3)[0])
 
 
-@pytest.mark.parametrize("env_id", PRESET_IDS)
+@pytest.mark.parametrize("env_id", NATIVE_IDS)
 def test_batched_determinism(env_id):
     actions = random_actions(100, 32)
     env_a, env_b = (gym.make_vec(env_id, num_envs=32, vectorization_mode="vector_entry_point") for _ in range(2))
@@ -166,7 +182,7 @@ def test_batched_determinism(env_id):
 
 @pytest.mark.parametrize("env_id", PRESET_IDS)
 def test_observations_in_space(env_id):
-    single = gym.make(env_id).unwrapped
+    single = make_single(env_id)
     obs, _ = single.reset(seed=1)
     for action in random_actions(500):
         assert single.observation_space.contains(obs)
@@ -176,6 +192,9 @@ def test_observations_in_space(env_id):
             obs, _ = single.reset()
             assert_fresh_layout(obs)
 
+
+@pytest.mark.parametrize("env_id", NATIVE_IDS)
+def test_batched_observations_in_space(env_id):
     vec = gym.make_vec(env_id, num_envs=64, vectorization_mode="vector_entry_point")
     obs, _ = vec.reset(seed=1)
     for actions in random_actions(200, 64):
@@ -186,7 +205,7 @@ def test_observations_in_space(env_id):
                 assert vec.single_observation_space.contains(final)
 
 
-@pytest.mark.parametrize("env_id", PRESET_IDS)
+@pytest.mark.parametrize("env_id", NATIVE_IDS)
 def test_batched_of_one_matches_single(env_id):
     single = gym.make(env_id).unwrapped
     batched = gym.make_vec(env_id, num_envs=1, vectorization_mode="vector_entry_point")
@@ -208,6 +227,20 @@ def test_batched_of_one_matches_single(env_id):
             assert info_b == {} and info_s == {}
         np.testing.assert_array_equal(obs_b[0], obs_s)
     assert episodes >= 5
+
+
+def test_layout_observation_matches_the_native_env():
+    """The one-layout observation builder (used by the MiniGrid wrapper and the pictures) draws what the env does."""
+    env = DiamondGhostVecEnv(num_envs=200, rows=4, cols=6, oversight=0.5, spurious_oversight=0.2)
+    obs, _ = env.reset(seed=0)
+    grid = env.grid
+    assert obs[:, OVERSIGHT].any(axis=(1, 2)).sum() > 50
+    for i in range(env.num_envs):
+        layout = (tuple(grid.agent[i]), [tuple(grid.ghost[i])], tuple(grid.diamond[i]))
+        np.testing.assert_array_equal(layout_observation((4, 6), *layout, grid.overseen_cells(i)), obs[i])
+        hidden = layout_observation((4, 6), *layout)
+        np.testing.assert_array_equal(hidden[:OVERSIGHT], obs[i, :OVERSIGHT])
+        assert not hidden[OVERSIGHT].any()
 
 
 # ----------------------------------------------------------------------------------------------------------------
