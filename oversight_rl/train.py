@@ -87,6 +87,17 @@ def variant_policy(policy: ActorCritic, variant: str):
     return policy if variant == "trained" else policy.expert(variant)
 
 
+def open_tensorboard(run_dir: Path):
+    """A TensorBoard writer logging into ``run_dir/tensorboard``."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as error:
+        raise ValueError(
+            "--tensorboard needs the tensorboard extra: pip install 'oversight-rl[tensorboard]'"
+        ) from error
+    return SummaryWriter(str(Path(run_dir) / "tensorboard"))
+
+
 class Trainer:
     """Owns one run's policy, optimizer, environments and files. ``run()`` trains to the budget."""
 
@@ -113,6 +124,7 @@ class Trainer:
         self.eval_rows: list[dict] = []
         self.best = {"signal": -math.inf, "update": None, "state": None, "row": None, "evals_since": 0}
         self.obs, _ = self.env.reset(seed=cfg.seed)
+        self.writer = open_tensorboard(self.run_dir) if cfg.tensorboard else None
 
     # ----- state on disk -----------------------------------------------------------------------------------------
 
@@ -216,6 +228,8 @@ class Trainer:
             results["best"] = self._track_best(results["trained"])
         stamp = {"update": self.update, "env_steps": self.env_steps, "wall_s": round(self.wall_s, 3)}
         self.eval_rows += [{**stamp, "policy": variant, **metrics} for variant, metrics in results.items()]
+        for variant, metrics in results.items():
+            self._log_scalars({f"eval/{variant}/{key}": value for key, value in metrics.items()})
         return results
 
     def _track_best(self, trained_metrics: dict[str, float]) -> dict[str, float]:
@@ -264,15 +278,23 @@ class Trainer:
             self.train_rows.append(
                 {"update": self.update, "env_steps": self.env_steps, "wall_s": round(self.wall_s, 3), **metrics}
             )
+            self._log_scalars(metrics)
             bar.update(steps)
             if self.update % self.eval_interval == 0 or self.update == self.num_updates:
                 self._report(bar, self.evaluate_all())
                 stopped_early = self.should_stop_early()
                 self.save()
         bar.close()
+        if self.writer is not None:
+            self.writer.close()
         summary = self.summary(stopped_early)
         write_json(self.run_dir / SUMMARY, summary)
         return summary
+
+    def _log_scalars(self, metrics: dict[str, float]) -> None:
+        if self.writer is not None:
+            for key, value in metrics.items():
+                self.writer.add_scalar(key, value, self.env_steps)
 
     def _report(self, bar, results: dict[str, dict[str, float]]) -> None:
         deployed = results[self.method.deploy]

@@ -136,6 +136,16 @@ def test_methods_without_early_stopping_record_none(tiny_cfg, tmp_path):
     assert "early_stopping" not in train(tiny_cfg(method="naive"), tmp_path, progress=False)
 
 
+def test_tensorboard_logs_training_and_evaluation_scalars(tiny_cfg, tmp_path):
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    train(tiny_cfg(tensorboard=True), tmp_path, progress=False)
+    events = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"losses/policy", "losses/gate", "eval/diamond/true_return", "eval/trained/gate_auroc"} <= tags
+    assert [event.step for event in events.Scalars("eval/diamond/true_return")] == [0, 1024, 2048]
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Determinism and resumption
 # ----------------------------------------------------------------------------------------------------------------
