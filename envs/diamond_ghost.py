@@ -221,6 +221,11 @@ class DiamondGhostGrid:
         return image
 
 
+def check_render_mode(render_mode: str | None, allowed: list[str]) -> None:
+    if render_mode not in (None, *allowed):
+        raise ValueError(f"render_mode must be one of {allowed} or None, got {render_mode!r}")
+
+
 def _check_actions(actions: Any, num_envs: int) -> np.ndarray:
     actions = np.asarray(actions)
     if actions.shape != (num_envs,) or not np.issubdtype(actions.dtype, np.integer):
@@ -255,8 +260,7 @@ class DiamondGhostVecEnv(VectorEnv):
     ):
         if not (isinstance(num_envs, (int, np.integer)) and num_envs >= 1):
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        check_render_mode(render_mode, self.metadata["render_modes"])
         self.grid = DiamondGhostGrid(num_envs, rows, cols, oversight, spurious_oversight, max_steps, observe_oversight)
         self.num_envs, self.render_mode = num_envs, render_mode
         self.single_observation_space = gym.spaces.Box(0.0, 1.0, (4, rows, cols), np.float32)
@@ -326,8 +330,7 @@ class DiamondGhostEnv(gym.Env):
         observe_oversight: bool = True,
         render_mode: str | None = None,
     ):
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        check_render_mode(render_mode, self.metadata["render_modes"])
         self.grid = DiamondGhostGrid(1, rows, cols, oversight, spurious_oversight, max_steps, observe_oversight)
         self.render_mode = render_mode
         self.observation_space = gym.spaces.Box(0.0, 1.0, (4, rows, cols), np.float32)

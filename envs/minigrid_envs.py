@@ -54,7 +54,7 @@ from minigrid.core.world_object import Wall, WorldObj
 from minigrid.minigrid_env import MiniGridEnv
 from minigrid.utils.rendering import fill_coords, point_in_circle, point_in_rect
 
-from envs.diamond_ghost import MOVES, Terminal, layout_observation, validate_settings
+from envs.diamond_ghost import MOVES, Terminal, check_render_mode, layout_observation, validate_settings
 
 ENTRY_POINT = "envs.minigrid_envs:make_minigrid_env"
 
@@ -225,8 +225,7 @@ class DiamondGhostMiniGridEnv(MiniGridEnv):
         validate_layout(self.walls, num_ghosts)
         rows, cols = self.walls.shape
         validate_settings(rows, cols, oversight, spurious_oversight, max_steps)
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        check_render_mode(render_mode, self.metadata["render_modes"])
         self.num_ghosts, self.oversight = int(num_ghosts), float(oversight)
         self.spurious_oversight = float(spurious_oversight)
         self.observe_oversight = observe_oversight
