@@ -23,6 +23,9 @@ class TrainConfig:
     """Registered environment id."""
     algo: Literal["ppo", "reinforce"] = "ppo"
     """ppo: clipped surrogate with GAE and several epochs. reinforce: one step on Monte-Carlo returns per window."""
+    trainer: Literal["native", "sb3"] = "native"
+    """native: the package's own training loop. sb3: Stable-Baselines3's RoutedPPO (oversight_rl.sb3), same network,
+    rollout and loss; PPO only, and no naive_early_stop. Its checkpoint is SB3's checkpoint.zip."""
     total_env_steps: int = 2_000_000
     """Environment steps to train for (the oracle trains for oversight x this)."""
     num_envs: int = 256
@@ -61,10 +64,11 @@ class TrainConfig:
     """Value loss coefficient."""
     gate_coef: float = 0.1
     """Gate cross-entropy coefficient, averaged over labeled samples (the paper: 0.01)."""
-    filtering: Literal["tuned", "paper"] = "tuned"
-    """How filtering treats what it discards. tuned: averages the loss over kept samples and drops episodes
-    unfinished in the window. paper: averages over all samples (discarded ones count as zero, shrinking the step)
-    and keeps unfinished episodes (under reinforce their in-window return is 0)."""
+    filtering: Literal["tuned", "paper", "finished_only"] = "tuned"
+    """Which samples filtering trains on, and how they are averaged. tuned: verified episodes (labeled or timed
+    out) plus episodes unfinished in the window (with the algorithm's own return: bootstrapped under ppo), averaged
+    over the kept samples. paper: the same samples, but averaged over all samples (discarded ones count as zero).
+    finished_only: verified episodes only, averaged over them."""
     early_stop_signal: Literal["overseen", "oracle"] = "overseen"
     """Validation signal for naive_early_stop. overseen: mean true reward of validation episodes an overseer can
     verify (labeled or timed out). oracle: ground-truth true_return on all episodes, which no overseer has."""
@@ -123,6 +127,20 @@ class TrainConfig:
                 raise ValueError(f"--{flag} must be {allowed}, got {value!r}")
         if not (self.device == "cpu" or self.device.startswith(("cuda", "mps"))):
             raise ValueError(f"--device must be cpu, cuda[:N] or mps, got {self.device!r}")
+        self.validate_trainer()
+
+    def validate_trainer(self) -> None:
+        """Raise ``ValueError`` naming --trainer and the flag it cannot serve."""
+        if self.trainer not in ("native", "sb3"):
+            raise ValueError(f"--trainer must be native or sb3, got {self.trainer!r}")
+        if self.trainer == "native":
+            return
+        if self.algo != "ppo":
+            raise ValueError(f"--trainer sb3 trains with --algo ppo only, got --algo {self.algo}; use --trainer native")
+        if METHODS[self.method].early_stopping:
+            raise ValueError(
+                f"--trainer sb3 does not support --method {self.method} (early stopping); use --trainer native"
+            )
 
 
 PAPER = dict(

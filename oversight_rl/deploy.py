@@ -49,13 +49,20 @@ def load_policy(run_dir: str | Path, variant: str = "deployed") -> LoadedPolicy:
     run_dir = Path(run_dir)
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    if not (run_dir / CHECKPOINT).exists():
-        raise FileNotFoundError(f"{run_dir} holds no {CHECKPOINT}; is it a run directory?")
+    if not (run_dir / CONFIG).exists():
+        raise FileNotFoundError(f"{run_dir} holds no {CONFIG}; is it a run directory?")
     saved = read_json(run_dir / CONFIG)
     method = get_method(saved["method"])
     if variant == "deployed":
         variant = read_json(run_dir / SUMMARY)["deployed"] if (run_dir / SUMMARY).exists() else method.deploy
-    state = torch.load(run_dir / CHECKPOINT, weights_only=False, map_location="cpu")
+    if saved.get("trainer") == "sb3":
+        from oversight_rl.sb3.train import checkpoint_state  # only SB3 runs import Stable-Baselines3
+
+        state = checkpoint_state(run_dir)
+    elif (run_dir / CHECKPOINT).exists():
+        state = torch.load(run_dir / CHECKPOINT, weights_only=False, map_location="cpu")
+    else:
+        raise FileNotFoundError(f"{run_dir} holds no {CHECKPOINT}; is it a run directory?")
     cfg = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
     policy = build_policy(cfg, method, tuple(saved["obs_shape"]))
     if variant == "best":

@@ -61,3 +61,8 @@ def route_masks(routes: torch.Tensor) -> RouteMasks:
 def verified_mask(outcome: torch.Tensor, labeled: torch.Tensor) -> torch.Tensor:
     """Steps whose episode outcome an overseer can confirm: labeled, or timed out with no terminal reached."""
     return labeled | (outcome == Terminal.NONE)
+
+
+def filtering_mask(verified: torch.Tensor, unfinished: torch.Tensor, filtering: str) -> torch.Tensor:
+    """Samples the filtering baseline trains on: verified episodes, plus unfinished ones unless ``finished_only``."""
+    return verified if filtering == "finished_only" else verified | unfinished

@@ -16,7 +16,7 @@ import envs
 from oversight_rl import __version__
 from oversight_rl.config import TrainConfig
 from oversight_rl.evaluate import evaluate, make_eval_env
-from oversight_rl.labels import UNFINISHED, Route, episode_routes, verified_mask
+from oversight_rl.labels import UNFINISHED, Route, episode_routes, filtering_mask, verified_mask
 from oversight_rl.losses import LOSSES, Batch, LossCoefs
 from oversight_rl.methods import Method, get_method
 from oversight_rl.policies import ActorCritic, make_policy
@@ -53,10 +53,7 @@ def build_batch(rollout: Rollout, method: Method, cfg: TrainConfig) -> Batch:
     labels = episode_routes(outcome, labeled)
     weights = torch.ones_like(rewards)
     if method.verified_only:
-        kept = verified_mask(outcome, labeled)
-        if cfg.filtering != "finished_only":
-            kept |= outcome == UNFINISHED
-        weights = kept.float()
+        weights = filtering_mask(verified_mask(outcome, labeled), outcome == UNFINISHED, cfg.filtering).float()
     routes = labels if method.route else torch.full_like(labels, Route.BOTH)
     flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
     return Batch(
@@ -328,7 +325,11 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> dict:
-    """Train ``cfg`` into ``run_dir`` (created) and return its summary."""
+    """Train ``cfg`` into ``run_dir`` (created) with the trainer it names, and return its summary."""
+    if cfg.trainer == "sb3":
+        from oversight_rl.sb3.train import train_sb3  # only the adapter imports stable_baselines3
+
+        return train_sb3(cfg, run_dir, progress)
     trainer = Trainer(cfg, run_dir, progress)
     trainer.start()
     return trainer.run()
@@ -337,6 +338,8 @@ def train(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> dict:
 def resume(run_dir: Path, progress: bool = True) -> dict:
     """Continue an interrupted run from its last checkpoint, with the settings it was started with."""
     run_dir = Path(run_dir)
+    if (run_dir / CONFIG).exists() and read_json(run_dir / CONFIG).get("trainer") == "sb3":
+        raise ValueError(f"--resume: {run_dir} was trained with --trainer sb3, which cannot resume; start a new run")
     if not (run_dir / CHECKPOINT).exists():
         raise FileNotFoundError(f"--resume: {run_dir} has no {CHECKPOINT} to resume from")
     saved = read_json(run_dir / CONFIG)

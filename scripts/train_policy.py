@@ -3,6 +3,7 @@
 python scripts/train_policy.py                          # routing, 10% oversight, default settings
 python scripts/train_policy.py --method naive --oversight 0.3
 python scripts/train_policy.py --preset paper           # the paper's exact settings (slow on a CPU)
+python scripts/train_policy.py --trainer sb3            # the same run through Stable-Baselines3's RoutedPPO
 python scripts/train_policy.py --resume runs/routing-p0.1-s0-20260101-120000
 """
 
