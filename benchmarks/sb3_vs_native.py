@@ -28,27 +28,16 @@ from pathlib import Path
 
 import torch
 from stable_baselines3.common.env_util import make_vec_env
+from train_throughput import steps_per_second  # this folder is on the path when run as a script
 
 from oversight_rl.config import PRESETS, TrainConfig
 from oversight_rl.methods import get_method
 from oversight_rl.rundir import run_name
 from oversight_rl.sb3.train import make_model, train_sb3
 from oversight_rl.sb3.vec_env import make_batched_vec_env
-from oversight_rl.train import Trainer, train
+from oversight_rl.train import train
 
 DEFAULT = PRESETS["default"]
-
-
-def native_steps_per_second(cfg: TrainConfig, updates: int, warmup: int = 2) -> float:
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(cfg, run_dir, progress=False)
-        for _ in range(warmup):
-            trainer.train_step()
-        start = time.perf_counter()
-        for _ in range(updates):
-            trainer.train_step()
-        elapsed = time.perf_counter() - start
-    return updates * cfg.num_envs * cfg.num_steps / elapsed
 
 
 def sb3_steps_per_second(cfg: TrainConfig, updates: int, env_kind: str, warmup: int = 2) -> float:
@@ -71,7 +60,7 @@ def sb3_steps_per_second(cfg: TrainConfig, updates: int, env_kind: str, warmup: 
 def throughput_table(cfg: TrainConfig, updates: int) -> None:
     torch.set_num_threads(cfg.threads)
     results = {
-        "native trainer": native_steps_per_second(cfg, updates),
+        "native trainer": steps_per_second(cfg, updates),
         "RoutedPPO, batched env": sb3_steps_per_second(cfg, updates, "batched"),
         "RoutedPPO, make_vec_env (DummyVecEnv)": sb3_steps_per_second(cfg, updates, "dummy"),
     }

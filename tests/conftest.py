@@ -55,3 +55,24 @@ def observations():
 def obs_batch() -> torch.Tensor:
     """Twelve real observations as a float tensor."""
     return torch.from_numpy(env_observations(12))
+
+
+@pytest.fixture
+def interrupt_after_first_checkpoint(monkeypatch):
+    """``interrupt(cfg, run_dir)`` trains ``cfg`` but stops it two updates after its first checkpoint."""
+    from oversight_rl.train import Trainer, train
+
+    def interrupt(cfg: TrainConfig, run_dir) -> None:
+        original = Trainer.train_step
+
+        def interrupted(self):
+            if self.update >= self.eval_interval + 2:
+                raise KeyboardInterrupt
+            return original(self)
+
+        monkeypatch.setattr(Trainer, "train_step", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, run_dir, progress=False)
+        monkeypatch.undo()
+
+    return interrupt

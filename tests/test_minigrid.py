@@ -423,23 +423,13 @@ def test_sync_vector_state_round_trip():
         envs.restore_vector_state(envs.make_batched(FIVE, 4), state)
 
 
-def test_training_resumes_a_sync_run_exactly(tiny_cfg, tmp_path, monkeypatch):
+def test_training_resumes_a_sync_run_exactly(tiny_cfg, tmp_path, interrupt_after_first_checkpoint):
     from oversight_rl.rundir import CONFIG, EVAL_CSV, TRAIN_CSV, read_json
-    from oversight_rl.train import Trainer, resume, train
+    from oversight_rl.train import resume, train
 
     cfg = tiny_cfg(env=ROOMS, num_envs=4, total_env_steps=256, eval_every=128, eval_envs=4)
     train(cfg, tmp_path / "a", progress=False)
-    original = Trainer.train_step
-
-    def interrupted(self):
-        if self.update >= self.eval_interval + 2:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_step", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "b", progress=False)
-    monkeypatch.undo()
+    interrupt_after_first_checkpoint(cfg, tmp_path / "b")
     resume(tmp_path / "b", progress=False)
     assert read_json(tmp_path / "a" / CONFIG)["vectorization"] == "sync"
 

@@ -165,22 +165,14 @@ def test_same_seed_same_run_different_seed_different_run(tiny_cfg, tmp_path, met
 @pytest.mark.parametrize(
     ("method", "algo"), [("routing", "ppo"), ("naive_early_stop", "reinforce"), ("filtering", "ppo")]
 )
-def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny_cfg, tmp_path, monkeypatch, method, algo):
+def test_resume_after_interruption_reproduces_the_uninterrupted_run(
+    tiny_cfg, tmp_path, interrupt_after_first_checkpoint, method, algo
+):
     cfg = tiny_cfg(method=method, algo=algo)
     full = train(cfg, tmp_path / "a", progress=False)
 
     # Interrupt two updates after the first checkpoint (update 8): the progress since the checkpoint is lost.
-    original = Trainer.train_step
-
-    def interrupted(self):
-        if self.update >= self.eval_interval + 2:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_step", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "b", progress=False)
-    monkeypatch.undo()
+    interrupt_after_first_checkpoint(cfg, tmp_path / "b")
     assert not (tmp_path / "b" / SUMMARY).exists()
     assert torch.load(tmp_path / "b" / CHECKPOINT, weights_only=False)["counters"][0] == 8
 
