@@ -10,6 +10,7 @@ checkpoint.pt  policy, optimizer and environment state, to resume or evaluate
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -94,3 +95,34 @@ def save_torch(path: Path, obj: Any) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def run_config(cfg, num_updates: int, obs_shape: tuple[int, ...], **extra) -> dict:
+    """config.json's content: every resolved setting of the dataclass ``cfg``, the package version and the budget."""
+    from oversight_rl import __version__
+
+    return {
+        **dataclasses.asdict(cfg),
+        "version": __version__,
+        "num_updates": num_updates,
+        "obs_shape": list(obs_shape),
+        **extra,
+    }
+
+
+def run_summary(cfg, deployed: str, eval_rows: list[dict], updates: int, env_steps: int, wall_s: float) -> dict:
+    """summary.json's content: the final and the best evaluation of each variant, and the variant deployed."""
+    variants = {}
+    for variant in dict.fromkeys(row["policy"] for row in eval_rows):
+        rows = [row for row in eval_rows if row["policy"] == variant]
+        variants[variant] = {"final": rows[-1], "best": max(rows, key=lambda r: r["true_return"])}
+    return {
+        "method": cfg.method,
+        "oversight": cfg.oversight,
+        "seed": cfg.seed,
+        "deployed": deployed,
+        "updates": updates,
+        "env_steps": env_steps,
+        "wall_s": round(wall_s, 3),
+        "variants": variants,
+    }

@@ -13,7 +13,6 @@ import torch
 from tqdm.auto import tqdm
 
 import envs
-from oversight_rl import __version__
 from oversight_rl.config import TrainConfig
 from oversight_rl.evaluate import evaluate, make_eval_env
 from oversight_rl.labels import UNFINISHED, Route, episode_routes, filtering_mask, verified_mask
@@ -28,6 +27,8 @@ from oversight_rl.rundir import (
     SUMMARY,
     TRAIN_CSV,
     read_json,
+    run_config,
+    run_summary,
     save_torch,
     write_csv,
     write_json,
@@ -127,13 +128,12 @@ class Trainer:
 
     def start(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        config = {
-            **dataclasses.asdict(self.cfg),
-            "version": __version__,
-            "num_updates": self.num_updates,
-            "obs_shape": list(self.env.single_observation_space.shape),
-            "vectorization": envs.vectorization_of(self.cfg.env, oversight=self.cfg.oversight),
-        }
+        config = run_config(
+            self.cfg,
+            self.num_updates,
+            self.env.single_observation_space.shape,
+            vectorization=envs.vectorization_of(self.cfg.env, oversight=self.cfg.oversight),
+        )
         write_json(self.run_dir / CONFIG, config)
 
     def save(self) -> None:
@@ -298,22 +298,7 @@ class Trainer:
         bar.set_postfix(true_return=f"{deployed['true_return']:.3f}", hacking_gap=f"{deployed['hacking_gap']:.2f}")
 
     def summary(self, stopped_early: bool) -> dict:
-        variants = list(dict.fromkeys(row["policy"] for row in self.eval_rows))
-        per_variant = {}
-        for variant in variants:
-            rows = [row for row in self.eval_rows if row["policy"] == variant]
-            best = max(rows, key=lambda r: r["true_return"])
-            per_variant[variant] = {"final": rows[-1], "best": best}
-        summary = {
-            "method": self.cfg.method,
-            "oversight": self.cfg.oversight,
-            "seed": self.cfg.seed,
-            "deployed": self.method.deploy,
-            "updates": self.update,
-            "env_steps": self.env_steps,
-            "wall_s": round(self.wall_s, 3),
-            "variants": per_variant,
-        }
+        summary = run_summary(self.cfg, self.method.deploy, self.eval_rows, self.update, self.env_steps, self.wall_s)
         if self.method.early_stopping:
             summary["early_stopping"] = {
                 "signal": self.cfg.early_stop_signal,

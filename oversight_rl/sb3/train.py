@@ -31,11 +31,20 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
-from oversight_rl import __version__
 from oversight_rl.config import TrainConfig
 from oversight_rl.evaluate import evaluate, make_eval_env
 from oversight_rl.methods import Method, get_method
-from oversight_rl.rundir import CONFIG, EVAL_CSV, SUMMARY, TRAIN_CSV, atomic_write_bytes, write_csv, write_json
+from oversight_rl.rundir import (
+    CONFIG,
+    EVAL_CSV,
+    SUMMARY,
+    TRAIN_CSV,
+    atomic_write_bytes,
+    run_config,
+    run_summary,
+    write_csv,
+    write_json,
+)
 from oversight_rl.sb3.routed_ppo import RoutedPPO
 from oversight_rl.sb3.vec_env import make_batched_vec_env
 from oversight_rl.train import EVAL_SEED_OFFSET, variant_policy
@@ -180,21 +189,11 @@ class RunRecorder(BaseCallback):
 
     def summary(self) -> dict:
         """summary.json: final and best metrics per variant, in the native trainer's format."""
-        variants = {}
-        for variant in dict.fromkeys(row["policy"] for row in self.eval_rows):
-            rows = [row for row in self.eval_rows if row["policy"] == variant]
-            variants[variant] = {"final": rows[-1], "best": max(rows, key=lambda r: r["true_return"])}
-        return {
-            "method": self.cfg.method,
-            "oversight": self.cfg.oversight,
-            "seed": self.cfg.seed,
-            "deployed": self.method.deploy,
-            "updates": self.updates_recorded,
-            "env_steps": self.updates_recorded * self.steps_per_update,
-            "wall_s": round(self.wall_s, 3),
-            "trainer": "sb3",
-            "variants": variants,
-        }
+        updates = self.updates_recorded
+        summary = run_summary(
+            self.cfg, self.method.deploy, self.eval_rows, updates, updates * self.steps_per_update, self.wall_s
+        )
+        return {**summary, "trainer": "sb3"}
 
 
 def train_sb3(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> dict:
@@ -209,12 +208,7 @@ def train_sb3(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> dict:
     model = make_model(cfg, method, env, run_dir)
     steps_per_update = cfg.num_envs * cfg.num_steps
     num_updates = max(1, math.ceil(cfg.budget(method.budget_scales_with_oversight) / steps_per_update))
-    config = {
-        **dataclasses.asdict(cfg),
-        "version": __version__,
-        "num_updates": num_updates,
-        "obs_shape": list(env.observation_space.shape),
-    }
+    config = run_config(cfg, num_updates, env.observation_space.shape)
     write_json(run_dir / CONFIG, config)
     recorder = RunRecorder(cfg, method, run_dir, num_updates, progress)
     model.learn(num_updates * steps_per_update, callback=recorder)
