@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -88,9 +89,27 @@ class TrainConfig:
     preset: Literal["default", "paper"] = "default"
     """Settings the others start from; recorded for reference."""
 
+    @classmethod
+    def from_saved(cls, saved: dict) -> TrainConfig:
+        """The settings recorded in a run's config.json (which also holds fields that are not settings)."""
+        return cls(**{f.name: saved[f.name] for f in dataclasses.fields(cls) if f.name in saved})
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.num_envs * self.num_steps
+
     def budget(self, scales_with_oversight: bool) -> int:
         """Environment steps this run trains for."""
         return int(self.total_env_steps * (self.oversight if scales_with_oversight else 1.0))
+
+    def num_updates(self, scales_with_oversight: bool) -> int:
+        """Updates that cover the budget (at least one)."""
+        return max(1, math.ceil(self.budget(scales_with_oversight) / self.steps_per_update))
+
+    def eval_interval(self, scales_with_oversight: bool) -> int:
+        """Updates between evaluations; scaled with the budget, so every method gets as many evaluations."""
+        scale = self.oversight if scales_with_oversight else 1.0
+        return max(1, round(self.eval_every * scale / self.steps_per_update))
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad flag and its allowed range."""

@@ -44,7 +44,8 @@ def load_policy(run_dir: str | Path, variant: str = "deployed") -> LoadedPolicy:
     """
     from oversight_rl.config import TrainConfig
     from oversight_rl.methods import get_method
-    from oversight_rl.train import build_policy, variant_policy
+    from oversight_rl.policies import variant_policy
+    from oversight_rl.train import build_policy
 
     run_dir = Path(run_dir)
     if variant not in VARIANTS:
@@ -63,7 +64,7 @@ def load_policy(run_dir: str | Path, variant: str = "deployed") -> LoadedPolicy:
         state = torch.load(run_dir / CHECKPOINT, weights_only=False, map_location="cpu")
     else:
         raise FileNotFoundError(f"{run_dir} holds no {CHECKPOINT}; is it a run directory?")
-    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
+    cfg = TrainConfig.from_saved(saved)
     policy = build_policy(cfg, method, tuple(saved["obs_shape"]))
     if variant == "best":
         if state["best"]["state"] is None:

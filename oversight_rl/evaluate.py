@@ -11,7 +11,11 @@ import torch
 
 import envs
 from envs import Terminal
+from oversight_rl.policies import variant_policy
 from oversight_rl.rollout import discounted_returns
+
+EVAL_SEED_OFFSET = 1_000_003  # evaluation and validation environments never share seeds with training
+VALIDATION_SEED_OFFSET = 2_000_003
 
 METRICS = {
     "true_return": "mean over all steps of the discounted (gamma) true return-to-go inside the window; the paper's "
@@ -124,3 +128,9 @@ def summarize(rec: dict[str, np.ndarray], gamma: float) -> dict[str, float]:
 def evaluate(policy, env, seed: int, gamma: float) -> dict[str, float]:
     """All metrics of ``policy`` on one evaluation window of the batched ``env``, reset with ``seed``."""
     return summarize(run_episodes(policy, env, seed), gamma)
+
+
+def evaluate_variants(policy, env, run_seed: int, gamma: float) -> dict[str, dict[str, float]]:
+    """Metrics of every variant of ``policy`` on the run's fixed evaluation episodes."""
+    seed = run_seed + EVAL_SEED_OFFSET
+    return {variant: evaluate(variant_policy(policy, variant), env, seed, gamma) for variant in policy.variants}

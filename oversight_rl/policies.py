@@ -147,6 +147,11 @@ class SteeredPolicy(nn.Module):
         return self.logits(self.trunk(obs))
 
 
+def variant_policy(policy: ActorCritic, variant: str) -> nn.Module:
+    """The module that plays ``variant``: ``trained`` is the policy itself, an expert's name steers to it."""
+    return policy if variant == "trained" else policy.expert(variant)
+
+
 def make_policy(kind: str, obs_dim: int, width: int, depth: int, constant_gate: float | None = None) -> ActorCritic:
     """Build the policy a method names: ``"moe"`` or ``"single"``."""
     if kind == "moe":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from tqdm.auto import tqdm
 
 import envs
 from oversight_rl.config import TrainConfig
-from oversight_rl.evaluate import evaluate, make_eval_env
+from oversight_rl.evaluate import VALIDATION_SEED_OFFSET, evaluate, evaluate_variants, make_eval_env
 from oversight_rl.labels import UNFINISHED, Route, episode_routes, filtering_mask, verified_mask
 from oversight_rl.losses import LOSSES, Batch, LossCoefs
 from oversight_rl.methods import Method, get_method
@@ -33,9 +32,6 @@ from oversight_rl.rundir import (
     write_csv,
     write_json,
 )
-
-EVAL_SEED_OFFSET = 1_000_003  # evaluation and validation environments never share seeds with training
-VALIDATION_SEED_OFFSET = 2_000_003
 
 
 def build_policy(cfg: TrainConfig, method: Method, obs_shape: tuple[int, ...]) -> ActorCritic:
@@ -81,10 +77,6 @@ def loss_coefs(cfg: TrainConfig, method: Method) -> LossCoefs:
     )
 
 
-def variant_policy(policy: ActorCritic, variant: str):
-    return policy if variant == "trained" else policy.expert(variant)
-
-
 def open_tensorboard(run_dir: Path):
     """A TensorBoard writer logging into ``run_dir/tensorboard``."""
     try:
@@ -113,10 +105,8 @@ class Trainer:
         self.eval_env = make_eval_env(cfg.env, cfg.eval_envs, cfg.oversight)
         self.policy = build_policy(cfg, self.method, self.env.single_observation_space.shape).to(cfg.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr, eps=1e-5)
-        steps_per_update = cfg.num_envs * cfg.num_steps
-        self.num_updates = max(1, math.ceil(cfg.budget(self.method.budget_scales_with_oversight) / steps_per_update))
-        scale = cfg.oversight if self.method.budget_scales_with_oversight else 1.0
-        self.eval_interval = max(1, round(cfg.eval_every * scale / steps_per_update))
+        self.num_updates = cfg.num_updates(self.method.budget_scales_with_oversight)
+        self.eval_interval = cfg.eval_interval(self.method.budget_scales_with_oversight)
         self.update, self.env_steps, self.wall_s = 0, 0, 0.0
         self.train_rows: list[dict] = []
         self.eval_rows: list[dict] = []
@@ -178,7 +168,7 @@ class Trainer:
         batch = build_batch(rollout, self.method, cfg)
         metrics = self._optimize(batch)
         self.update += 1
-        self.env_steps += cfg.num_envs * cfg.num_steps
+        self.env_steps += cfg.steps_per_update
         dones = rollout.dones
         metrics.update(
             {
@@ -216,11 +206,7 @@ class Trainer:
 
     def evaluate_all(self) -> dict[str, dict[str, float]]:
         """Evaluate every variant on the fixed evaluation seed; track the best checkpoint for early stopping."""
-        seed = self.cfg.seed + EVAL_SEED_OFFSET
-        results = {
-            v: evaluate(variant_policy(self.policy, v), self.eval_env, seed, self.cfg.gamma)
-            for v in self.policy.variants
-        }
+        results = evaluate_variants(self.policy, self.eval_env, self.cfg.seed, self.cfg.gamma)
         if self.method.early_stopping:
             results["best"] = self._track_best(results["trained"])
         stamp = {"update": self.update, "env_steps": self.env_steps, "wall_s": round(self.wall_s, 3)}
@@ -255,7 +241,7 @@ class Trainer:
 
     def run(self) -> dict:
         bar = tqdm(
-            total=self.num_updates * self.cfg.num_envs * self.cfg.num_steps,
+            total=self.num_updates * self.cfg.steps_per_update,
             initial=self.env_steps,
             unit="step",
             unit_scale=True,
@@ -270,7 +256,7 @@ class Trainer:
             metrics = self.train_step()
             elapsed = time.perf_counter() - tick
             self.wall_s += elapsed
-            steps = self.cfg.num_envs * self.cfg.num_steps
+            steps = self.cfg.steps_per_update
             metrics["time/env_steps_per_s"] = steps / max(elapsed, 1e-9)
             self.train_rows.append(
                 {"update": self.update, "env_steps": self.env_steps, "wall_s": round(self.wall_s, 3), **metrics}
@@ -328,7 +314,6 @@ def resume(run_dir: Path, progress: bool = True) -> dict:
     if not (run_dir / CHECKPOINT).exists():
         raise FileNotFoundError(f"--resume: {run_dir} has no {CHECKPOINT} to resume from")
     saved = read_json(run_dir / CONFIG)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    trainer = Trainer(TrainConfig(**{k: v for k, v in saved.items() if k in fields}), run_dir, progress)
+    trainer = Trainer(TrainConfig.from_saved(saved), run_dir, progress)
     trainer.load()
     return trainer.run()

@@ -62,7 +62,7 @@ def main(argv: list[str]) -> int:
             run_dir = Path(args.resume)
             summary = resume(run_dir)
         else:
-            config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+            config = TrainConfig.from_saved(dataclasses.asdict(args))
             config.validate()
             stamp = time.strftime("%Y%m%d-%H%M%S")
             run_dir = Path(args.out) / f"{run_name(config.method, config.oversight, config.seed)}-{stamp}"

@@ -18,11 +18,11 @@ import torch
 
 import oversight_rl
 from oversight_rl.config import TrainConfig
-from oversight_rl.evaluate import METRICS, evaluate, make_eval_env
+from oversight_rl.evaluate import METRICS, VALIDATION_SEED_OFFSET, evaluate, make_eval_env
 from oversight_rl.methods import METHODS
-from oversight_rl.policies import EXPERTS
+from oversight_rl.policies import EXPERTS, variant_policy
 from oversight_rl.rundir import CHECKPOINT, CONFIG, EVAL_CSV, SUMMARY, TRAIN_CSV
-from oversight_rl.train import VALIDATION_SEED_OFFSET, Trainer, resume, train, variant_policy
+from oversight_rl.train import Trainer, resume, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING_COLUMNS = {"wall_s", "time/env_steps_per_s"}  # the only columns allowed to differ between identical runs

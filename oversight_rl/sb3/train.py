@@ -32,7 +32,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
 from oversight_rl.config import TrainConfig
-from oversight_rl.evaluate import evaluate, make_eval_env
+from oversight_rl.evaluate import evaluate_variants, make_eval_env
 from oversight_rl.methods import Method, get_method
 from oversight_rl.rundir import (
     CONFIG,
@@ -47,7 +47,6 @@ from oversight_rl.rundir import (
 )
 from oversight_rl.sb3.routed_ppo import RoutedPPO
 from oversight_rl.sb3.vec_env import make_batched_vec_env
-from oversight_rl.train import EVAL_SEED_OFFSET, variant_policy
 
 SB3_CHECKPOINT = "checkpoint.zip"
 
@@ -59,7 +58,7 @@ def make_train_env(cfg: TrainConfig) -> VecEnv:
 
 def make_model(cfg: TrainConfig, method: Method, env: VecEnv, run_dir: Path) -> RoutedPPO:
     """RoutedPPO with the settings of ``cfg`` (same network, rollout, minibatches and loss as the native trainer)."""
-    batch = cfg.num_envs * cfg.num_steps
+    batch = cfg.steps_per_update
     return RoutedPPO(
         "MoePolicy" if method.policy == "moe" else "SingleExpertPolicy",
         env,
@@ -110,9 +109,8 @@ class RunRecorder(BaseCallback):
     def __init__(self, cfg: TrainConfig, method: Method, run_dir: Path, num_updates: int, progress: bool):
         super().__init__()
         self.cfg, self.method, self.run_dir, self.num_updates = cfg, method, run_dir, num_updates
-        self.steps_per_update = cfg.num_envs * cfg.num_steps
-        scale = cfg.oversight if method.budget_scales_with_oversight else 1.0
-        self.eval_interval = max(1, round(cfg.eval_every * scale / self.steps_per_update))
+        self.steps_per_update = cfg.steps_per_update
+        self.eval_interval = cfg.eval_interval(method.budget_scales_with_oversight)
         self.eval_env = make_eval_env(cfg.env, cfg.eval_envs, cfg.oversight)
         self.progress = progress
         self.train_rows: list[dict] = []
@@ -174,12 +172,9 @@ class RunRecorder(BaseCallback):
 
     def evaluate_all(self, update: int) -> None:
         """Evaluate every variant of the policy on the fixed evaluation seed (as the native trainer does)."""
-        module = self.model.policy.module
-        seed = self.cfg.seed + EVAL_SEED_OFFSET
-        for variant in module.variants:
-            metrics = evaluate(variant_policy(module, variant), self.eval_env, seed, self.cfg.gamma)
-            self.eval_rows.append({**self.stamp(update), "policy": variant, **metrics})
-        deployed = self.eval_rows[-len(module.variants) :][module.variants.index(self.method.deploy)]
+        results = evaluate_variants(self.model.policy.module, self.eval_env, self.cfg.seed, self.cfg.gamma)
+        self.eval_rows += [{**self.stamp(update), "policy": variant, **metrics} for variant, metrics in results.items()]
+        deployed = results[self.method.deploy]
         self.bar.set_postfix(true_return=f"{deployed['true_return']:.3f}", hacking_gap=f"{deployed['hacking_gap']:.2f}")
 
     def save(self) -> None:
@@ -206,12 +201,11 @@ def train_sb3(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     env = make_train_env(cfg)
     model = make_model(cfg, method, env, run_dir)
-    steps_per_update = cfg.num_envs * cfg.num_steps
-    num_updates = max(1, math.ceil(cfg.budget(method.budget_scales_with_oversight) / steps_per_update))
+    num_updates = cfg.num_updates(method.budget_scales_with_oversight)
     config = run_config(cfg, num_updates, env.observation_space.shape)
     write_json(run_dir / CONFIG, config)
     recorder = RunRecorder(cfg, method, run_dir, num_updates, progress)
-    model.learn(num_updates * steps_per_update, callback=recorder)
+    model.learn(num_updates * cfg.steps_per_update, callback=recorder)
     summary = recorder.summary()
     write_json(run_dir / SUMMARY, summary)
     return summary
