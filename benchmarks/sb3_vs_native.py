@@ -35,7 +35,7 @@ from oversight_rl.methods import get_method
 from oversight_rl.rundir import run_name
 from oversight_rl.sb3.train import make_model, train_sb3
 from oversight_rl.sb3.vec_env import make_batched_vec_env
-from oversight_rl.train import train
+from oversight_rl.launch import train
 
 DEFAULT = PRESETS["default"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from oversight_rl.config import PRESETS
 from oversight_rl.rundir import run_name
-from oversight_rl.train import train
+from oversight_rl.launch import train
 
 DEFAULT = PRESETS["default"]
 

@@ -82,6 +82,9 @@ class TrainConfig:
     """Fresh environments per evaluation; each runs max_steps steps."""
     device: str = "cpu"
     """Torch device."""
+    env_backend: Literal["auto", "numpy", "torch"] = "auto"
+    """Training environments. numpy: batched numpy on the CPU (any preset). torch: on the training device (native
+    presets), so a rollout never leaves it. auto: torch on an accelerator, numpy on the CPU; a run records which."""
     threads: int = 1
     """Torch CPU threads. One is about 3x faster than two for these small networks."""
     tensorboard: bool = False
@@ -103,8 +106,8 @@ class TrainConfig:
         return int(self.total_env_steps * (self.oversight if scales_with_oversight else 1.0))
 
     def num_updates(self, scales_with_oversight: bool) -> int:
-        """Updates that cover the budget (at least one)."""
-        return max(1, math.ceil(self.budget(scales_with_oversight) / self.steps_per_update))
+        """Updates that cover the budget (none for a budget of zero, as the oracle's at oversight 0)."""
+        return math.ceil(self.budget(scales_with_oversight) / self.steps_per_update)
 
     def eval_interval(self, scales_with_oversight: bool) -> int:
         """Updates between evaluations; scaled with the budget, so every method gets as many evaluations."""

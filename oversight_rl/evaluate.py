@@ -55,7 +55,7 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
 def run_episodes(policy, env, seed: int) -> dict[str, np.ndarray]:
     """Play ``policy`` for one window of ``max_steps`` on every environment; return ``(T, N)`` step records."""
     num_steps = envs.episode_step_limit(env)
-    device = next(policy.parameters()).device
+    device, dtype = next(policy.parameters()).device, next(policy.parameters()).dtype
     generator = torch.Generator().manual_seed(seed)
     obs, _ = env.reset(seed=seed)
     shape = (num_steps, env.num_envs)
@@ -68,8 +68,8 @@ def run_episodes(policy, env, seed: int) -> dict[str, np.ndarray]:
         "gate": np.full(shape, np.nan, np.float32),
     }
     for t in range(num_steps):
-        trunk = policy.trunk(torch.from_numpy(obs).to(device))
-        probs = torch.softmax(policy.logits(trunk), dim=-1).cpu()
+        trunk = policy.trunk(torch.from_numpy(obs).to(device, dtype))
+        probs = torch.softmax(policy.logits(trunk), dim=-1).float().cpu()
         actions = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         gate = policy.gate(trunk)
         if gate is not None:

@@ -1,4 +1,7 @@
-"""Losses: pure functions ``(batch, policy, coefs) -> (loss, metrics)``, side by side.
+"""Losses: pure functions ``(batch, policy, coefs) -> (loss, metrics)``, side by side, for one agent.
+
+Each is written for one agent's samples and has no data-dependent shapes or branches (masks, not indexing), so a
+population trainer maps it over many agents with ``torch.func.vmap``. Metrics are detached 0-dim tensors.
 
 All three share one policy-gradient objective. With ``coefs.clip`` set it is PPO's clipped surrogate
 ``max(-A r, -A clip(r, 1-e, 1+e))`` with ``r = pi(a|s) / pi_old(a|s)``; without it, REINFORCE's ``-A log pi(a|s)``.
@@ -46,18 +49,29 @@ class LossCoefs:
     mean_over_used: bool = True  # False: divide by every sample, so discarded ones dilute the step (the paper's)
 
 
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` where ``mask`` holds; NaN where it holds nowhere."""
+    count = mask.sum()
+    return torch.where(count > 0, (x * mask).sum() / count.clamp(min=1), torch.nan)
+
+
+def normalized(adv: torch.Tensor, used: torch.Tensor) -> torch.Tensor:
+    """Advantages standardized by the mean and (unbiased) std of the used samples; unchanged with fewer than two."""
+    count = used.sum()
+    mean = (adv * used).sum() / count.clamp(min=1)
+    std = (((adv - mean) * used).pow(2).sum() / (count - 1).clamp(min=1)).sqrt()
+    return torch.where(count > 1, (adv - mean) / (std + 1e-8), adv)
+
+
 def _objective(
     logits: torch.Tensor, value: torch.Tensor, batch: Batch, coefs: LossCoefs
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     w = batch.weights
-    denom = w.sum().clamp(min=1.0) if coefs.mean_over_used else torch.tensor(float(w.numel()))
-    dist = torch.distributions.Categorical(logits=logits)
-    logp = dist.log_prob(batch.actions)
-    adv = batch.advantages
-    if coefs.normalize_advantages:
-        used = w > 0
-        if used.sum() > 1:
-            adv = (adv - adv[used].mean()) / (adv[used].std() + 1e-8)
+    denom = w.sum().clamp(min=1.0) if coefs.mean_over_used else w.new_tensor(float(w.shape[-1]))
+    log_probs = torch.log_softmax(logits, dim=-1)
+    logp = log_probs.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+    entropy_per_sample = -(log_probs.exp() * log_probs).sum(-1)
+    adv = normalized(batch.advantages, w > 0) if coefs.normalize_advantages else batch.advantages
     log_ratio = logp - batch.old_logp
     if coefs.clip is None:
         per_sample = -adv * logp
@@ -66,44 +80,44 @@ def _objective(
         per_sample = torch.max(-adv * ratio, -adv * ratio.clamp(1 - coefs.clip, 1 + coefs.clip))
     policy_loss = (per_sample * w).sum() / denom
     value_loss = 0.5 * ((value - batch.returns).pow(2) * w).sum() / denom
-    entropy = (dist.entropy() * w).sum() / denom
+    entropy = (entropy_per_sample * w).sum() / denom
     loss = policy_loss + coefs.vf * value_loss - coefs.ent * entropy
-    with torch.no_grad():
-        metrics = {
-            "losses/policy": policy_loss.item(),
-            "losses/value": value_loss.item(),
-            "losses/entropy": entropy.item(),
-            "losses/approx_kl": (((log_ratio.exp() - 1) - log_ratio) * w).sum().item() / denom.item(),
-        }
-    return loss, metrics
+    metrics = {
+        "losses/policy": policy_loss,
+        "losses/value": value_loss,
+        "losses/entropy": entropy,
+        "losses/approx_kl": (((log_ratio.exp() - 1) - log_ratio) * w).sum() / denom,
+    }
+    return loss, {key: value.detach() for key, value in metrics.items()}
 
 
 def _trunk(batch: Batch, policy: ActorCritic) -> Trunk:
     return batch.trunk if batch.trunk is not None else policy.trunk(batch.obs)
 
 
-def policy_gradient_loss(batch: Batch, policy: ActorCritic, coefs: LossCoefs) -> tuple[torch.Tensor, dict[str, float]]:
+def policy_gradient_loss(batch: Batch, policy: ActorCritic, coefs: LossCoefs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Plain policy gradient with a value baseline, on every sample."""
     trunk = _trunk(batch, policy)
     return _objective(policy.logits(trunk), trunk.value, batch._replace(weights=torch.ones_like(batch.weights)), coefs)
 
 
-def filtered_loss(batch: Batch, policy: ActorCritic, coefs: LossCoefs) -> tuple[torch.Tensor, dict[str, float]]:
+def filtered_loss(batch: Batch, policy: ActorCritic, coefs: LossCoefs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Policy gradient on the samples ``batch.weights`` keeps; the rest contribute nothing."""
     trunk = _trunk(batch, policy)
     return _objective(policy.logits(trunk), trunk.value, batch, coefs)
 
 
-def routed_loss(batch: Batch, policy: ActorCritic, coefs: LossCoefs) -> tuple[torch.Tensor, dict[str, float]]:
+def routed_loss(batch: Batch, policy: ActorCritic, coefs: LossCoefs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Policy gradient with each sample routed by ``batch.routes``, plus the gate cross-entropy on ``batch.labels``."""
     trunk = _trunk(batch, policy)
     loss, metrics = _objective(policy.logits(trunk, route_masks(batch.routes)), trunk.value, batch, coefs)
-    labeled = batch.labels != Route.BOTH
-    if coefs.gate > 0 and trunk.gate_logit is not None and labeled.any():
-        target = (batch.labels[labeled] == Route.DIAMOND).float()
-        gate_loss = F.binary_cross_entropy_with_logits(trunk.gate_logit[labeled], target)
-        loss = loss + coefs.gate * gate_loss
-        metrics["losses/gate"] = gate_loss.item()
+    if coefs.gate > 0 and trunk.gate_logit is not None:
+        labeled = batch.labels != Route.BOTH
+        target = (batch.labels == Route.DIAMOND).to(trunk.gate_logit.dtype)
+        per_sample = F.binary_cross_entropy_with_logits(trunk.gate_logit, target, reduction="none")
+        gate_loss = masked_mean(per_sample, labeled)
+        loss = loss + coefs.gate * torch.nan_to_num(gate_loss)  # no labeled sample: no gate loss
+        metrics["losses/gate"] = gate_loss.detach()
     return loss, metrics
 
 

@@ -1,4 +1,4 @@
-"""Rollout collection on a batched environment, and the returns computed from it.
+"""Rollout collection for a population of agents on their batched environments, and the returns computed from it.
 
 Time-outs are treated as episode ends with no bootstrap, matching the evaluation metric, which counts a time-out as
 true return 0. At the end of the window, PPO bootstraps unfinished episodes from the value of the next observation;
@@ -9,27 +9,29 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
-from envs import DiamondGhostGrid, Terminal
+from envs import Terminal
+from envs.counter_rng import uniform
 from oversight_rl.labels import UNFINISHED, backfill
 from oversight_rl.policies import ActorCritic, Trunk
+from oversight_rl.population import Population
 
 
 class Rollout(NamedTuple):
-    """A ``(T, N)`` window of experience. Episode-end fields are valid only where ``dones`` is true."""
+    """A ``(T, S, N)`` window of experience of ``S`` agents with ``N`` environments each. Episode-end fields are
+    valid only where ``dones`` is true. Every function below works on any trailing shape after time."""
 
-    obs: torch.Tensor  # (T, N, *obs_shape)
-    actions: torch.Tensor  # (T, N)
+    obs: torch.Tensor  # (T, S, N, *obs_shape)
+    actions: torch.Tensor  # (T, S, N)
     logp: torch.Tensor
     values: torch.Tensor
     dones: torch.Tensor  # bool: an episode ended at this step (terminal or time-out)
     terminal: torch.Tensor  # Terminal code of the episode ending here
     labeled: torch.Tensor  # bool
     ghost_overseen: torch.Tensor  # bool
-    next_value: torch.Tensor  # (N,) value of the observation after the window
-    trunk: Trunk | None  # the policy's forward pass with its graph, kept when the update can reuse it
+    next_value: torch.Tensor  # (S, N) value of the observation after the window
+    trunk: Trunk | None  # per agent (S, T*N, ...): the forward pass with its graph, kept when the update reuses it
 
     @property
     def outcome(self) -> torch.Tensor:
@@ -41,74 +43,85 @@ class Rollout(NamedTuple):
         return backfill(self.labeled, self.dones, False)
 
 
+def act(policy: ActorCritic, obs: torch.Tensor) -> tuple[Trunk, torch.Tensor]:
+    """One agent's forward pass on a batch of observations: its trunk and action logits."""
+    trunk = policy.trunk(obs)
+    return trunk, policy.logits(trunk)
+
+
+def value(policy: ActorCritic, obs: torch.Tensor) -> torch.Tensor:
+    return policy.value(obs)
+
+
+def sample_actions(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF draws from categorical ``probs`` (..., A) with one uniform in [0, 1) per row."""
+    below = (uniforms.unsqueeze(-1) >= probs.cumsum(-1)).sum(-1)
+    return below.clamp(max=probs.shape[-1] - 1)
+
+
 def collect(
-    env, policy: ActorCritic, obs: np.ndarray, num_steps: int, keep_graph: bool = False, device: str = "cpu"
-) -> tuple[Rollout, np.ndarray]:
-    """Run ``policy`` for ``num_steps`` on the batched ``env`` from ``obs``; return the rollout and the next obs."""
-    n = env.num_envs
-    shape = (num_steps, n)
-    store = {
-        key: torch.zeros(shape, dtype=dtype, device=device)
-        for key, dtype in (
-            ("actions", torch.long),
-            ("dones", torch.bool),
-            ("terminal", torch.int8),
-            ("labeled", torch.bool),
-            ("ghost_overseen", torch.bool),
-        )
-    }
-    obs_buf = torch.zeros((num_steps, *obs.shape), device=device)
-    trunks, logps, values = [], [], []
+    agent_envs,
+    population: Population,
+    obs: torch.Tensor,
+    num_steps: int,
+    action_keys: torch.Tensor,
+    step_counters: torch.Tensor,
+    keep_graph: bool = False,
+) -> tuple[Rollout, torch.Tensor]:
+    """Run every agent's policy for ``num_steps`` on its environments from ``obs`` ``(S, N, ...)``.
+
+    Agent ``k``'s action at its step ``c`` in environment ``n`` is drawn from the counter-based stream
+    ``action_keys[k, n]`` at counter ``c``, with ``step_counters[k]`` the agent's steps before this window, so its
+    draws are its own whatever the population. Returns the rollout and the observations after it.
+    """
+    dtype = next(iter(population.params.values())).dtype
+    forward, trunks, records = population.map(act), [], []
     with torch.set_grad_enabled(keep_graph):
         for t in range(num_steps):
-            obs_t = torch.from_numpy(obs).to(device)  # its own tensor: the kept graph must not see later writes
-            obs_buf[t] = obs_t
-            trunk = policy.trunk(obs_t)
-            dist = torch.distributions.Categorical(logits=policy.logits(trunk))
-            action = dist.sample()
+            obs_t = obs.to(dtype)
+            trunk, logits = forward(obs_t)
+            probs = torch.softmax(logits.detach(), dim=-1)
+            actions = sample_actions(probs, uniform(action_keys, step_counters.unsqueeze(1) + t).to(dtype))
+            logp = torch.log_softmax(logits, dim=-1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+            next_obs, ends = agent_envs.step(actions)
             trunks.append(trunk)
-            logps.append(dist.log_prob(action))
-            values.append(trunk.value)
-            obs, _, terminated, truncated, info = env.step(action.cpu().numpy())
-            store["actions"][t] = action
-            store["dones"][t] = torch.from_numpy(terminated | truncated)
-            if info:
-                final = info["final_info"]
-                store["terminal"][t] = torch.from_numpy(final["terminal"])
-                store["labeled"][t] = torch.from_numpy(final["labeled"])
-                store["ghost_overseen"][t] = torch.from_numpy(final["ghost_overseen"])
+            records.append((obs_t, actions, logp.detach(), trunk.value.detach(), *ends))
+            obs = next_obs
         with torch.no_grad():
-            next_value = policy.value(torch.from_numpy(obs).to(device))
+            next_value = population.map(value)(obs.to(dtype))
+    fields = [torch.stack(column) for column in zip(*records, strict=True)]
     trunk = _stack_trunks(trunks) if keep_graph else None
-    logp, value = torch.stack(logps), torch.stack(values)
-    rollout = Rollout(obs_buf, logp=logp.detach(), values=value.detach(), next_value=next_value, trunk=trunk, **store)
-    return rollout, obs
+    return Rollout(*fields, next_value=next_value, trunk=trunk), obs
 
 
 def _stack_trunks(trunks: list[Trunk]) -> Trunk:
-    """Concatenate per-step trunks into one over the flattened ``T * N`` samples."""
-    experts = tuple(torch.cat(parts) for parts in zip(*(t.experts for t in trunks), strict=True))
-    gate = None if trunks[0].gate_logit is None else torch.cat([t.gate_logit for t in trunks])
-    return Trunk(experts, gate, torch.cat([t.value for t in trunks]))
+    """Per-step ``(S, N, ...)`` trunks as one per agent over its ``T * N`` samples, time-major."""
+    join = lambda parts: torch.cat(parts, dim=1)  # noqa: E731
+    experts = tuple(join(parts) for parts in zip(*(t.experts for t in trunks), strict=True))
+    gate = None if trunks[0].gate_logit is None else join([t.gate_logit for t in trunks])
+    return Trunk(experts, gate, join([t.value for t in trunks]))
 
 
 def training_rewards(rollout: Rollout, kind: str) -> torch.Tensor:
     """Reward at each step under a method's training reward: ``any_terminal``, ``proxy`` or ``true``."""
-    reward = terminal_rewards(rollout.terminal.cpu().numpy(), rollout.ghost_overseen.cpu().numpy(), kind)
-    return torch.from_numpy(reward).to(rollout.terminal.device)
+    return terminal_rewards(rollout.terminal, rollout.ghost_overseen, kind).float()
 
 
-def terminal_rewards(terminal: np.ndarray, ghost_overseen: np.ndarray, kind: str) -> np.ndarray:
-    """Training reward (see :func:`training_rewards`) from episode-end codes, ``Terminal.NONE`` where none ended."""
+def terminal_rewards(terminal, ghost_overseen, kind: str):
+    """Training reward from episode-end codes (``Terminal.NONE`` where none ended), as numpy arrays or tensors:
+
+    ``any_terminal`` +1 for either terminal; ``proxy`` the same but -1 for a Ghost reached under oversight (the
+    environment's own reward); ``true`` +1 Diamond, -1 Ghost.
+    """
+    reached = (terminal != Terminal.NONE) * 1.0
+    at_ghost = (terminal == Terminal.GHOST) * 1.0
     if kind == "any_terminal":
-        reward = (terminal != Terminal.NONE).astype(np.float32)
-    elif kind == "proxy":
-        reward = DiamondGhostGrid.proxy_reward(terminal, ghost_overseen)
-    elif kind == "true":
-        reward = (terminal == Terminal.DIAMOND).astype(np.float32) - (terminal == Terminal.GHOST)
-    else:
-        raise ValueError(f"reward must be 'any_terminal', 'proxy' or 'true', got {kind!r}")
-    return np.asarray(reward, dtype=np.float32)
+        return reached
+    if kind == "proxy":
+        return reached - 2.0 * at_ghost * ghost_overseen
+    if kind == "true":
+        return (terminal == Terminal.DIAMOND) * 1.0 - at_ghost
+    raise ValueError(f"reward must be 'any_terminal', 'proxy' or 'true', got {kind!r}")
 
 
 def discounted_returns(rewards: torch.Tensor, dones: torch.Tensor, gamma: float) -> torch.Tensor:

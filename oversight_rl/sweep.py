@@ -45,7 +45,7 @@ from oversight_rl.results import (
     write_results,
 )
 from oversight_rl.rundir import CHECKPOINT, read_json, run_name, write_json
-from oversight_rl.train import resume, train
+from oversight_rl.launch import resume, train
 
 DEFAULT_OVERSIGHT = (0.01, 0.03, 0.1, 0.3, 1.0)
 DEFAULT_METHODS = ("routing", "filtering", "naive", "oracle")

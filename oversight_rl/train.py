@@ -1,10 +1,18 @@
-"""One training run: collect, build the method's batch, update, evaluate, checkpoint; resumable."""
+"""Training runs as one population: collect, build each agent's batch, update, evaluate, checkpoint; resumable.
+
+``S`` agents of one method share every setting but their seed and oversight level, and train in lock-step with
+their parameters stacked (:mod:`oversight_rl.population`). Each agent keeps everything of its own: environments,
+random streams (counter-based, keyed by its seed), optimizer state, gradient-norm clip, advantage normalization,
+learning-rate schedule, budget, evaluation, early stopping and run directory, so agent ``k`` computes what it would
+alone. A single run is a population of one.
+"""
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +20,15 @@ import torch
 from tqdm.auto import tqdm
 
 import envs
+from envs.counter_rng import stream_keys, uniform
+from oversight_rl.agent_envs import make_agent_envs
 from oversight_rl.config import TrainConfig
 from oversight_rl.evaluate import VALIDATION_SEED_OFFSET, evaluate, evaluate_variants, make_eval_env
 from oversight_rl.labels import UNFINISHED, Route, episode_routes, filtering_mask, verified_mask
 from oversight_rl.losses import LOSSES, Batch, LossCoefs
 from oversight_rl.methods import Method, get_method
 from oversight_rl.policies import ActorCritic, make_policy
+from oversight_rl.population import AgentAdam, Population, clip_grad_norms
 from oversight_rl.rollout import Rollout, collect, discounted_returns, gae, training_rewards
 from oversight_rl.rundir import (
     CHECKPOINT,
@@ -25,7 +36,6 @@ from oversight_rl.rundir import (
     EVAL_CSV,
     SUMMARY,
     TRAIN_CSV,
-    read_json,
     run_config,
     run_summary,
     save_torch,
@@ -33,14 +43,23 @@ from oversight_rl.rundir import (
     write_json,
 )
 
+ACTION_STREAM, MINIBATCH_STREAM = 1, 2  # purposes of an agent's counter-based random streams
+PER_AGENT = ("seed", "oversight")
+"""The settings that may differ between the agents of one population."""
+
 
 def build_policy(cfg: TrainConfig, method: Method, obs_shape: tuple[int, ...]) -> ActorCritic:
     return make_policy(method.policy, int(np.prod(obs_shape)), cfg.width, cfg.depth, method.constant_gate)
 
 
+def per_agent(x: torch.Tensor) -> torch.Tensor:
+    """``(T, S, N, ...)`` to each agent's time-major samples ``(S, T*N, ...)``."""
+    return x.transpose(0, 1).reshape(x.shape[1], -1, *x.shape[3:])
+
+
 def build_batch(rollout: Rollout, method: Method, cfg: TrainConfig) -> Batch:
-    """Turn a rollout into flat samples: the method's rewards, advantages, sample weights, routes and labels."""
-    rewards = training_rewards(rollout, method.reward)
+    """Each agent's samples: the method's rewards, advantages, sample weights, routes and labels, ``(S, T*N)``."""
+    rewards = training_rewards(rollout, method.reward).to(rollout.values.dtype)
     if cfg.algo == "ppo":
         advantages, returns = gae(rewards, rollout.values, rollout.dones, rollout.next_value, cfg.gamma, cfg.gae_lambda)
     else:
@@ -50,18 +69,17 @@ def build_batch(rollout: Rollout, method: Method, cfg: TrainConfig) -> Batch:
     labels = episode_routes(outcome, labeled)
     weights = torch.ones_like(rewards)
     if method.verified_only:
-        weights = filtering_mask(verified_mask(outcome, labeled), outcome == UNFINISHED, cfg.filtering).float()
+        weights = filtering_mask(verified_mask(outcome, labeled), outcome == UNFINISHED, cfg.filtering).to(rewards)
     routes = labels if method.route else torch.full_like(labels, Route.BOTH)
-    flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
     return Batch(
-        obs=flat(rollout.obs),
-        actions=flat(rollout.actions),
-        old_logp=flat(rollout.logp),
-        advantages=flat(advantages),
-        returns=flat(returns),
-        weights=flat(weights),
-        routes=flat(routes),
-        labels=flat(labels),
+        obs=per_agent(rollout.obs),
+        actions=per_agent(rollout.actions),
+        old_logp=per_agent(rollout.logp),
+        advantages=per_agent(advantages),
+        returns=per_agent(returns),
+        weights=per_agent(weights),
+        routes=per_agent(routes),
+        labels=per_agent(labels),
         trunk=rollout.trunk,
     )
 
@@ -77,6 +95,20 @@ def loss_coefs(cfg: TrainConfig, method: Method) -> LossCoefs:
     )
 
 
+def env_backend(cfg: TrainConfig) -> str:
+    """The environment implementation a run uses: ``cfg.env_backend``, with ``auto`` resolved to the on-device
+    torch environment on an accelerator (where the preset has a native form) and numpy on the CPU."""
+    if cfg.env_backend != "auto":
+        return cfg.env_backend
+    on_accelerator = torch.device(cfg.device).type != "cpu"
+    return "torch" if on_accelerator and envs.vectorization_of(cfg.env, oversight=cfg.oversight) == "native" else "numpy"
+
+
+def population_key(cfg: TrainConfig) -> tuple:
+    """Runs with equal keys can train in one population: every setting but seed and oversight is shared."""
+    return tuple((f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if f.name not in PER_AGENT)
+
+
 def open_tensorboard(run_dir: Path):
     """A TensorBoard writer logging into ``run_dir/tensorboard``."""
     try:
@@ -88,144 +120,222 @@ def open_tensorboard(run_dir: Path):
     return SummaryWriter(str(Path(run_dir) / "tensorboard"))
 
 
-class Trainer:
-    """Owns one run's policy, optimizer, environments and files. ``run()`` trains to the budget."""
+@dataclass
+class Agent:
+    """One run's bookkeeping inside a population: its settings, directory, budget, counters, rows and best."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path, progress: bool = True):
-        cfg.validate()
-        self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
+    cfg: TrainConfig
+    run_dir: Path
+    num_updates: int
+    eval_interval: int
+    update: int = 0
+    env_steps: int = 0
+    wall_s: float = 0.0
+    train_rows: list[dict] = field(default_factory=list)
+    eval_rows: list[dict] = field(default_factory=list)
+    best: dict = field(
+        default_factory=lambda: {"signal": -math.inf, "update": None, "state": None, "row": None, "evals_since": 0}
+    )
+    writer: object = None
+
+    @property
+    def stopped_early(self) -> bool:
+        """Early stopping's patience ran out (its counter of evaluations without improvement is saved in ``best``)."""
+        patience = self.cfg.early_stop_patience
+        return patience > 0 and self.best["evals_since"] >= patience
+
+    @property
+    def active(self) -> bool:
+        """Still training: budget left and not stopped early."""
+        return self.update < self.num_updates and not self.stopped_early
+
+    def stamp(self) -> dict:
+        return {"update": self.update, "env_steps": self.env_steps, "wall_s": round(self.wall_s, 3)}
+
+    def log_scalars(self, metrics: dict[str, float]) -> None:
+        if self.writer is not None:
+            for key, value in metrics.items():
+                self.writer.add_scalar(key, value, self.env_steps)
+
+
+class Trainer:
+    """Trains the runs ``cfgs`` (one population: same settings but seed and oversight) into ``run_dirs``.
+
+    ``start(k)`` writes agent ``k``'s config.json for a fresh run; ``load(k)`` restores it from its checkpoint
+    instead. ``run()`` trains every agent to its budget and returns their summaries.
+    """
+
+    def __init__(self, cfgs: list[TrainConfig], run_dirs: list[Path], progress: bool = True):
+        if not cfgs or len(cfgs) != len(run_dirs):
+            raise ValueError(f"a population needs one run directory per run, got {len(cfgs)} runs, {len(run_dirs)}")
+        for cfg in cfgs:
+            cfg.validate()
+        if len({population_key(cfg) for cfg in cfgs}) > 1:
+            raise ValueError(f"the runs of one population may differ only in {' and '.join(PER_AGENT)}")
+        cfg = self.cfg = dataclasses.replace(cfgs[0], env_backend=env_backend(cfgs[0]))
+        self.progress = progress
         self.method = get_method(cfg.method)
         self.loss_fn = LOSSES[self.method.loss]
         self.coefs = loss_coefs(cfg, self.method)
         torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        self.env = envs.make_batched(cfg.env, cfg.num_envs, oversight=cfg.oversight)
+        seeds, oversights = [c.seed for c in cfgs], [c.oversight for c in cfgs]
+        self.envs = make_agent_envs(cfg.env_backend, cfg.env, cfg.num_envs, oversights, seeds, cfg.device)
         if progress:
             print(envs.describe_vectorization(cfg.env, cfg.num_envs, oversight=cfg.oversight))
-        self.eval_env = make_eval_env(cfg.env, cfg.eval_envs, cfg.oversight)
-        self.policy = build_policy(cfg, self.method, self.env.single_observation_space.shape).to(cfg.device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr, eps=1e-5)
-        self.num_updates = cfg.num_updates(self.method.budget_scales_with_oversight)
-        self.eval_interval = cfg.eval_interval(self.method.budget_scales_with_oversight)
-        self.update, self.env_steps, self.wall_s = 0, 0, 0.0
-        self.train_rows: list[dict] = []
-        self.eval_rows: list[dict] = []
-        self.best = {"signal": -math.inf, "update": None, "state": None, "row": None, "evals_since": 0}
-        self.obs, _ = self.env.reset(seed=cfg.seed)
-        self.writer = open_tensorboard(self.run_dir) if cfg.tensorboard else None
+        self.eval_envs = [make_eval_env(cfg.env, cfg.eval_envs, p) for p in oversights]
+        self.population = Population([self._initial_policy(seed) for seed in seeds])
+        for p in self.population.params.values():
+            p.requires_grad_(True)
+        self.optimizer = AgentAdam(self.population.params, eps=1e-5)
+        self.scratch = build_policy(cfg, self.method, self.envs.obs_shape).to(cfg.device)  # one agent, to evaluate
+        self.action_keys = torch.stack([stream_keys(s, cfg.num_envs, ACTION_STREAM, cfg.device) for s in seeds])
+        self.shuffle_keys = torch.stack(
+            [stream_keys(s, cfg.steps_per_update, MINIBATCH_STREAM, cfg.device) for s in seeds]
+        )
+        self.agents = [self._agent(dataclasses.replace(c, env_backend=cfg.env_backend), d) for c, d in zip(cfgs, run_dirs)]
+        self.obs = self.envs.reset()
+
+    def _initial_policy(self, seed: int) -> ActorCritic:
+        torch.manual_seed(seed)  # an agent's initial weights are those of its seed alone
+        return build_policy(self.cfg, self.method, self.envs.obs_shape).to(self.cfg.device)
+
+    def _agent(self, cfg: TrainConfig, run_dir: Path) -> Agent:
+        scales = self.method.budget_scales_with_oversight
+        agent = Agent(cfg, Path(run_dir), cfg.num_updates(scales), cfg.eval_interval(scales))
+        agent.writer = open_tensorboard(agent.run_dir) if cfg.tensorboard else None
+        return agent
+
+    @property
+    def size(self) -> int:
+        return len(self.agents)
 
     # ----- state on disk -----------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        config = run_config(
-            self.cfg,
-            self.num_updates,
-            self.env.single_observation_space.shape,
-            vectorization=envs.vectorization_of(self.cfg.env, oversight=self.cfg.oversight),
-        )
-        write_json(self.run_dir / CONFIG, config)
+    def start(self, k: int) -> None:
+        """Write agent ``k``'s config.json: it trains from scratch."""
+        agent = self.agents[k]
+        agent.run_dir.mkdir(parents=True, exist_ok=True)
+        vectorization = envs.vectorization_of(agent.cfg.env, oversight=agent.cfg.oversight)
+        config = run_config(agent.cfg, agent.num_updates, self.envs.obs_shape, vectorization=vectorization)
+        write_json(agent.run_dir / CONFIG, config)
 
-    def save(self) -> None:
-        write_csv(self.run_dir / TRAIN_CSV, self.train_rows)
-        write_csv(self.run_dir / EVAL_CSV, self.eval_rows)
+    def save(self, k: int) -> None:
+        agent = self.agents[k]
+        write_csv(agent.run_dir / TRAIN_CSV, agent.train_rows)
+        write_csv(agent.run_dir / EVAL_CSV, agent.eval_rows)
         state = {
-            "policy": self.policy.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "counters": (self.update, self.env_steps, self.wall_s),
-            "rows": (self.train_rows, self.eval_rows),
-            "best": self.best,
-            "torch_rng": torch.get_rng_state(),
-            "env": (envs.vector_state(self.env), self.obs),
+            "policy": self.population.agent_state(k),
+            "optimizer": self.optimizer.agent_state(k),
+            "counters": (agent.update, agent.env_steps, agent.wall_s),
+            "rows": (agent.train_rows, agent.eval_rows),
+            "best": agent.best,
+            "env": self.envs.agent_state(k),
+            "env_backend": self.cfg.env_backend,
         }
-        save_torch(self.run_dir / CHECKPOINT, state)
+        save_torch(agent.run_dir / CHECKPOINT, state)
 
-    def load(self) -> None:
-        state = torch.load(self.run_dir / CHECKPOINT, weights_only=False)
-        self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.update, self.env_steps, self.wall_s = state["counters"]
-        self.train_rows, self.eval_rows = state["rows"]
-        self.best = state["best"]
-        torch.set_rng_state(state["torch_rng"])
-        env_state, self.obs = state["env"]
-        envs.restore_vector_state(self.env, env_state)
+    def load(self, k: int) -> None:
+        """Restore agent ``k`` from its checkpoint (saved on any device) to continue exactly where it stopped."""
+        agent = self.agents[k]
+        state = torch.load(agent.run_dir / CHECKPOINT, weights_only=False, map_location="cpu")
+        self.population.load_agent_state(k, state["policy"])
+        self.optimizer.load_agent_state(k, state["optimizer"])
+        agent.update, agent.env_steps, agent.wall_s = state["counters"]
+        agent.train_rows, agent.eval_rows = state["rows"]
+        agent.best = state["best"]
+        self.envs.load_agent_state(k, state["env"])
+        self.obs = self.envs.observations()
 
     # ----- training ----------------------------------------------------------------------------------------------
 
-    def train_step(self) -> dict[str, float]:
-        cfg = self.cfg
-        if cfg.anneal_lr:
-            self.optimizer.param_groups[0]["lr"] = cfg.lr * (1.0 - self.update / self.num_updates)
+    def learning_rates(self) -> torch.Tensor:
+        """Each agent's learning rate for its next update (linear decay over its own budget with ``anneal_lr``)."""
+        rates = [
+            a.cfg.lr * (1.0 - a.update / a.num_updates) if a.cfg.anneal_lr and a.num_updates else a.cfg.lr
+            for a in self.agents
+        ]
+        return torch.tensor(rates, dtype=self.dtype, device=self.cfg.device)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(iter(self.population.params.values())).dtype
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One update of every active agent; returns per-agent metrics ``(S,)``."""
+        cfg, device = self.cfg, self.cfg.device
+        active = torch.tensor([a.active for a in self.agents], device=device)
+        counters = torch.tensor([a.update * cfg.num_steps for a in self.agents], device=device)
+        keep_graph = cfg.algo == "reinforce" and cfg.reuse_rollout_pass
         rollout, self.obs = collect(
-            self.env,
-            self.policy,
-            self.obs,
-            cfg.num_steps,
-            keep_graph=cfg.algo == "reinforce" and cfg.reuse_rollout_pass,
-            device=cfg.device,
+            self.envs, self.population, self.obs, cfg.num_steps, self.action_keys, counters, keep_graph
         )
-        batch = build_batch(rollout, self.method, cfg)
-        metrics = self._optimize(batch)
-        self.update += 1
-        self.env_steps += cfg.steps_per_update
-        dones = rollout.dones
-        metrics.update(
-            {
-                "rollout/episodes": float(dones.sum()),
-                "rollout/labeled_fraction": float(rollout.labeled[dones].float().mean()) if dones.any() else math.nan,
-                "charts/learning_rate": self.optimizer.param_groups[0]["lr"],
-            }
-        )
+        lr = self.learning_rates()
+        metrics = self._optimize(build_batch(rollout, self.method, cfg), lr, active)
+        dones = rollout.dones.transpose(0, 1).flatten(1)
+        labeled = rollout.labeled.transpose(0, 1).flatten(1)
+        episodes = dones.sum(1)
+        metrics["rollout/episodes"] = episodes.to(self.dtype)
+        labeled_fraction = (labeled & dones).sum(1) / episodes.clamp(min=1)
+        metrics["rollout/labeled_fraction"] = torch.where(episodes > 0, labeled_fraction, torch.nan)
+        metrics["charts/learning_rate"] = lr
         return metrics
 
-    def _optimize(self, batch: Batch) -> dict[str, float]:
+    def _optimize(self, batch: Batch, lr: torch.Tensor, active: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         if cfg.algo == "reinforce":  # one step on the whole window
-            return self._step(batch)
-        size = batch.actions.shape[0]
+            return self._step(batch, lr, active)
+        size = batch.actions.shape[1]
         minibatch = size // cfg.num_minibatches
-        metrics: dict[str, float] = {}
-        for _ in range(cfg.update_epochs):
-            order = torch.randperm(size)
+        agents = torch.arange(self.size, device=cfg.device).unsqueeze(1)
+        metrics: dict[str, torch.Tensor] = {}
+        for epoch in range(cfg.update_epochs):
+            counter = torch.tensor([a.update * cfg.update_epochs + epoch for a in self.agents], device=cfg.device)
+            order = torch.argsort(uniform(self.shuffle_keys, counter.unsqueeze(1)), dim=1)  # each agent's shuffle
             for start in range(0, minibatch * cfg.num_minibatches, minibatch):
-                index = order[start : start + minibatch]
-                metrics = self._step(Batch(*(field[index] for field in batch[:-1]), trunk=None))
+                index = order[:, start : start + minibatch]
+                metrics = self._step(Batch(*(f[agents, index] for f in batch[:-1]), trunk=None), lr, active)
         return metrics
 
-    def _step(self, batch: Batch) -> dict[str, float]:
-        loss, metrics = self.loss_fn(batch, self.policy, self.coefs)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+    def _step(self, batch: Batch, lr: torch.Tensor, active: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each active agent's loss, gradient, clip and Adam step; the agents' losses are summed only to share one
+        backward pass (their parameters are disjoint)."""
+        losses, metrics = self.population.map(self._loss)(batch)
+        params = self.population.params
+        grads = dict(zip(params, torch.autograd.grad((losses * active).sum(), list(params.values())), strict=True))
         if self.cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm)
-        self.optimizer.step()
+            clip_grad_norms(grads, self.cfg.max_grad_norm)
+        self.optimizer.step(grads, lr, active)
         return metrics
+
+    def _loss(self, policy: ActorCritic, batch: Batch):
+        return self.loss_fn(batch, policy, self.coefs)
 
     # ----- evaluation --------------------------------------------------------------------------------------------
 
-    def evaluate_all(self) -> dict[str, dict[str, float]]:
-        """Evaluate every variant on the fixed evaluation seed; track the best checkpoint for early stopping."""
-        results = evaluate_variants(self.policy, self.eval_env, self.cfg.seed, self.cfg.gamma)
+    def evaluate(self, k: int) -> dict[str, dict[str, float]]:
+        """Evaluate agent ``k``'s variants on its fixed evaluation seed; track its best checkpoint for early
+        stopping."""
+        agent = self.agents[k]
+        policy = self.population.agent_module(k, self.scratch)
+        results = evaluate_variants(policy, self.eval_envs[k], agent.cfg.seed, agent.cfg.gamma)
         if self.method.early_stopping:
-            results["best"] = self._track_best(results["trained"])
-        stamp = {"update": self.update, "env_steps": self.env_steps, "wall_s": round(self.wall_s, 3)}
-        self.eval_rows += [{**stamp, "policy": variant, **metrics} for variant, metrics in results.items()]
+            results["best"] = self._track_best(k, policy, results["trained"])
+        agent.eval_rows += [{**agent.stamp(), "policy": variant, **metrics} for variant, metrics in results.items()]
         for variant, metrics in results.items():
-            self._log_scalars({f"eval/{variant}/{key}": value for key, value in metrics.items()})
+            agent.log_scalars({f"eval/{variant}/{key}": value for key, value in metrics.items()})
         return results
 
-    def _track_best(self, trained_metrics: dict[str, float]) -> dict[str, float]:
-        """Score the trained policy on validation episodes; remember it if the signal improved."""
-        key = "true_return" if self.cfg.early_stop_signal == "oracle" else "verified_return"
-        seed = self.cfg.seed + VALIDATION_SEED_OFFSET
-        signal = evaluate(self.policy, self.eval_env, seed, self.cfg.gamma)[key]
-        best = self.best
+    def _track_best(self, k: int, policy: ActorCritic, trained_metrics: dict[str, float]) -> dict[str, float]:
+        """Score agent ``k`` on validation episodes; remember its parameters if the signal improved."""
+        agent = self.agents[k]
+        key = "true_return" if agent.cfg.early_stop_signal == "oracle" else "verified_return"
+        signal = evaluate(policy, self.eval_envs[k], agent.cfg.seed + VALIDATION_SEED_OFFSET, agent.cfg.gamma)[key]
+        best = agent.best
         if not math.isnan(signal) and signal > best["signal"]:
             best.update(
                 signal=signal,
-                update=self.update,
-                state=copy.deepcopy(self.policy.state_dict()),
+                update=agent.update,
+                state=self.population.agent_state(k),
                 row=dict(trained_metrics),
                 evals_since=0,
             )
@@ -233,87 +343,74 @@ class Trainer:
             best["evals_since"] += 1
         return best["row"] if best["row"] is not None else dict(trained_metrics)
 
-    def should_stop_early(self) -> bool:
-        patience = self.cfg.early_stop_patience
-        return self.method.early_stopping and patience > 0 and self.best["evals_since"] >= patience
-
     # ----- the loop ----------------------------------------------------------------------------------------------
 
-    def run(self) -> dict:
+    def run(self) -> list[dict]:
+        """Train every agent to its budget (or early stop); return the summaries, in the order of the runs."""
+        steps = self.cfg.steps_per_update
         bar = tqdm(
-            total=self.num_updates * self.cfg.steps_per_update,
-            initial=self.env_steps,
+            total=sum(a.num_updates for a in self.agents) * steps,
+            initial=sum(a.update for a in self.agents) * steps,
             unit="step",
             unit_scale=True,
             disable=not self.progress,
-            desc=self.cfg.method,
+            desc=self.cfg.method if self.size == 1 else f"{self.cfg.method} x {self.size}",
         )
-        stopped_early = False
-        if self.update == 0 and not self.eval_rows:
-            self._report(bar, self.evaluate_all())
-        while self.update < self.num_updates and not stopped_early:
+        summaries: dict[int, dict] = {}
+        for k, agent in enumerate(self.agents):
+            if agent.update == 0 and not agent.eval_rows:
+                self._report(bar, k, self.evaluate(k))
+                self.save(k)
+            if not agent.active:  # no budget, or finished before an interruption that came before its summary
+                summaries[k] = self._finish(k)
+        while any(a.active for a in self.agents):
+            training = [k for k, a in enumerate(self.agents) if a.active]
             tick = time.perf_counter()
             metrics = self.train_step()
+            rows = {key: value.tolist() for key, value in metrics.items()}  # one transfer per update
             elapsed = time.perf_counter() - tick
-            self.wall_s += elapsed
-            steps = self.cfg.steps_per_update
-            metrics["time/env_steps_per_s"] = steps / max(elapsed, 1e-9)
-            self.train_rows.append(
-                {"update": self.update, "env_steps": self.env_steps, "wall_s": round(self.wall_s, 3), **metrics}
-            )
-            self._log_scalars(metrics)
-            bar.update(steps)
-            if self.update % self.eval_interval == 0 or self.update == self.num_updates:
-                self._report(bar, self.evaluate_all())
-                stopped_early = self.should_stop_early()
-                self.save()
+            for k in training:
+                self._record_update(k, {key: values[k] for key, values in rows.items()}, elapsed)
+            bar.update(len(training) * steps)
+            for k in training:
+                agent = self.agents[k]
+                if agent.update % agent.eval_interval == 0 or not agent.active:
+                    self._report(bar, k, self.evaluate(k))
+                    self.save(k)
+                if not agent.active:
+                    summaries[k] = self._finish(k)
         bar.close()
-        if self.writer is not None:
-            self.writer.close()
-        summary = self.summary(stopped_early)
-        write_json(self.run_dir / SUMMARY, summary)
-        return summary
+        return [summaries[k] for k in range(self.size)]
 
-    def _log_scalars(self, metrics: dict[str, float]) -> None:
-        if self.writer is not None:
-            for key, value in metrics.items():
-                self.writer.add_scalar(key, value, self.env_steps)
+    def _record_update(self, k: int, metrics: dict[str, float], elapsed: float) -> None:
+        agent = self.agents[k]
+        agent.update += 1
+        agent.env_steps += self.cfg.steps_per_update
+        agent.wall_s += elapsed
+        metrics["time/env_steps_per_s"] = self.cfg.steps_per_update / max(elapsed, 1e-9)
+        agent.train_rows.append({**agent.stamp(), **metrics})
+        agent.log_scalars(metrics)
 
-    def _report(self, bar, results: dict[str, dict[str, float]]) -> None:
-        deployed = results[self.method.deploy]
-        bar.set_postfix(true_return=f"{deployed['true_return']:.3f}", hacking_gap=f"{deployed['hacking_gap']:.2f}")
+    def _report(self, bar, k: int, results: dict[str, dict[str, float]]) -> None:
+        if self.size == 1:
+            deployed = results[self.method.deploy]
+            bar.set_postfix(true_return=f"{deployed['true_return']:.3f}", hacking_gap=f"{deployed['hacking_gap']:.2f}")
+        else:
+            bar.set_postfix(finished=f"{sum(not a.active for a in self.agents)}/{self.size}")
 
-    def summary(self, stopped_early: bool) -> dict:
-        summary = run_summary(self.cfg, self.method.deploy, self.eval_rows, self.update, self.env_steps, self.wall_s)
+    def _finish(self, k: int) -> dict:
+        """Write agent ``k``'s summary.json (last, so a run with a summary is complete) and close its logs."""
+        agent = self.agents[k]
+        summary = run_summary(agent.cfg, self.method.deploy, agent.eval_rows, agent.update, agent.env_steps, agent.wall_s)
+        summary["population"] = self.size
         if self.method.early_stopping:
             summary["early_stopping"] = {
-                "signal": self.cfg.early_stop_signal,
-                "best_update": self.best["update"],
-                "best_signal": self.best["signal"],
-                "stopped_early": stopped_early,
+                "signal": agent.cfg.early_stop_signal,
+                "best_update": agent.best["update"],
+                "best_signal": agent.best["signal"],
+                "stopped_early": agent.stopped_early,
             }
+        write_json(agent.run_dir / SUMMARY, summary)
+        if agent.writer is not None:
+            agent.writer.close()
         return summary
-
-
-def train(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> dict:
-    """Train ``cfg`` into ``run_dir`` (created) with the trainer it names, and return its summary."""
-    if cfg.trainer == "sb3":
-        from oversight_rl.sb3.train import train_sb3  # only the adapter imports stable_baselines3
-
-        return train_sb3(cfg, run_dir, progress)
-    trainer = Trainer(cfg, run_dir, progress)
-    trainer.start()
-    return trainer.run()
-
-
-def resume(run_dir: Path, progress: bool = True) -> dict:
-    """Continue an interrupted run from its last checkpoint, with the settings it was started with."""
-    run_dir = Path(run_dir)
-    if (run_dir / CONFIG).exists() and read_json(run_dir / CONFIG).get("trainer") == "sb3":
-        raise ValueError(f"--resume: {run_dir} was trained with --trainer sb3, which cannot resume; start a new run")
-    if not (run_dir / CHECKPOINT).exists():
-        raise FileNotFoundError(f"--resume: {run_dir} has no {CHECKPOINT} to resume from")
-    saved = read_json(run_dir / CONFIG)
-    trainer = Trainer(TrainConfig.from_saved(saved), run_dir, progress)
-    trainer.load()
-    return trainer.run()

@@ -60,13 +60,15 @@ def obs_batch() -> torch.Tensor:
 @pytest.fixture
 def interrupt_after_first_checkpoint(monkeypatch):
     """``interrupt(cfg, run_dir)`` trains ``cfg`` but stops it two updates after its first checkpoint."""
-    from oversight_rl.train import Trainer, train
+    from oversight_rl.launch import train
+    from oversight_rl.train import Trainer
 
     def interrupt(cfg: TrainConfig, run_dir) -> None:
         original = Trainer.train_step
 
         def interrupted(self):
-            if self.update >= self.eval_interval + 2:
+            agent = self.agents[0]
+            if agent.update >= agent.eval_interval + 2:
                 raise KeyboardInterrupt
             return original(self)
 

@@ -138,7 +138,7 @@ def test_no_gate_loss_without_labels(obs_batch):
     batch = make_batch(policy, obs_batch, [B] * 12)
     with_gate, metrics = routed_loss(batch, policy, coefs(gate=0.5))
     without, _ = routed_loss(batch, policy, coefs(gate=0.0))
-    assert "losses/gate" not in metrics
+    assert torch.isnan(metrics["losses/gate"])  # no labeled sample: the metric is undefined, the loss adds nothing
     torch.testing.assert_close(with_gate, without)
 
 
@@ -215,22 +215,23 @@ def test_routing_matches_an_explicit_mixture():
 
 
 def hand_rollout() -> Rollout:
-    """T=3, N=4. env0: labeled Diamond at t=1, then unfinished. env1: unlabeled Ghost at t=0, labeled Ghost at t=2.
+    """T=3, one agent, N=4. env0: labeled Diamond at t=1, then unfinished. env1: unlabeled Ghost at t=0, labeled Ghost at t=2.
     env2: time-out at t=2. env3: unlabeled Diamond at t=2."""
     t, n = 3, 4
     dones = torch.tensor([[0, 1, 0, 0], [1, 0, 0, 0], [0, 1, 1, 1]], dtype=torch.bool)
     terminal = torch.tensor([[0, 2, 0, 0], [1, 0, 0, 0], [0, 2, 0, 1]], dtype=torch.int8)
     labeled = torch.tensor([[0, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0]], dtype=torch.bool)
+    one_agent = lambda x: x.unsqueeze(1)  # noqa: E731  (T, S=1, N)
     return Rollout(
-        obs=torch.zeros(t, n, 4, 5, 5),
-        actions=torch.zeros(t, n, dtype=torch.long),
-        logp=torch.zeros(t, n),
-        values=torch.zeros(t, n),
-        dones=dones,
-        terminal=terminal,
-        labeled=labeled,
-        ghost_overseen=labeled & (terminal == 2),
-        next_value=torch.zeros(n),
+        obs=torch.zeros(t, 1, n, 4, 5, 5),
+        actions=torch.zeros(t, 1, n, dtype=torch.long),
+        logp=torch.zeros(t, 1, n),
+        values=torch.zeros(t, 1, n),
+        dones=one_agent(dones),
+        terminal=one_agent(terminal),
+        labeled=one_agent(labeled),
+        ghost_overseen=one_agent(labeled & (terminal == 2)),
+        next_value=torch.zeros(1, n),
         trunk=None,
     )
 
@@ -244,15 +245,15 @@ HAND_UNFINISHED = [0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]
 @pytest.mark.parametrize("method", ["routing", "constant_gate"])
 def test_build_batch_routes_by_label_for_routing_methods(tiny_cfg, method):
     batch = build_batch(hand_rollout(), METHODS[method], tiny_cfg(method=method))
-    assert batch.labels.tolist() == HAND_LABELS
-    assert batch.routes.tolist() == HAND_LABELS
-    assert batch.weights.tolist() == [1.0] * 12
+    assert batch.labels.tolist() == [HAND_LABELS]
+    assert batch.routes.tolist() == [HAND_LABELS]
+    assert batch.weights.tolist() == [[1.0] * 12]
 
 
 def test_build_batch_no_routing_keeps_labels_but_routes_everything_to_both(tiny_cfg):
     batch = build_batch(hand_rollout(), METHODS["no_routing"], tiny_cfg(method="no_routing"))
-    assert batch.labels.tolist() == HAND_LABELS
-    assert batch.routes.tolist() == [B] * 12
+    assert batch.labels.tolist() == [HAND_LABELS]
+    assert batch.routes.tolist() == [[B] * 12]
 
 
 @pytest.mark.parametrize(
@@ -265,7 +266,7 @@ def test_build_batch_no_routing_keeps_labels_but_routes_everything_to_both(tiny_
 )
 def test_build_batch_filtering_keeps_verified_samples(tiny_cfg, filtering, expected):
     batch = build_batch(hand_rollout(), METHODS["filtering"], tiny_cfg(method="filtering", filtering=filtering))
-    assert batch.weights.tolist() == [float(e) for e in expected]
+    assert batch.weights.tolist() == [[float(e) for e in expected]]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -344,7 +345,7 @@ def test_filtered_loss_ignores_discarded_samples(obs_batch, clip, normalize):
     sub_loss, sub_metrics = filtered_loss(sub, policy, c)
     only_kept = grads(policy, sub_loss)
     torch.testing.assert_close(loss, sub_loss)
-    assert metrics == pytest.approx(sub_metrics)
+    assert {k: float(v) for k, v in metrics.items()} == pytest.approx({k: float(v) for k, v in sub_metrics.items()})
     for name in full:
         for got, want in zip(full[name], only_kept[name], strict=True):
             torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)

@@ -22,7 +22,8 @@ from oversight_rl.evaluate import METRICS, VALIDATION_SEED_OFFSET, evaluate, mak
 from oversight_rl.methods import METHODS
 from oversight_rl.policies import EXPERTS, variant_policy
 from oversight_rl.rundir import CHECKPOINT, CONFIG, EVAL_CSV, SUMMARY, TRAIN_CSV
-from oversight_rl.train import Trainer, resume, train
+from oversight_rl.launch import resume, train
+from oversight_rl.train import Trainer, build_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING_COLUMNS = {"wall_s", "time/env_steps_per_s"}  # the only columns allowed to differ between identical runs
@@ -56,8 +57,9 @@ def test_every_method_writes_a_well_formed_run_directory(tiny_cfg, tmp_path, met
     summary = train(cfg, run_dir, progress=False)
 
     config = json.loads((run_dir / CONFIG).read_text())
+    resolved = dataclasses.replace(cfg, env_backend="numpy")  # auto resolves to numpy on the CPU
     for field in dataclasses.fields(TrainConfig):
-        assert config[field.name] == getattr(cfg, field.name), field.name
+        assert config[field.name] == getattr(resolved, field.name), field.name
     assert config["version"] == oversight_rl.__version__
     num_updates = config["num_updates"]
     steps_per_update = cfg.num_envs * cfg.num_steps
@@ -195,16 +197,28 @@ def test_resume_without_checkpoint_raises(tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass
+class TrainedRun:
+    """A finished run: its directory, final policy and early-stopping record, as the trainer held them."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    policy: torch.nn.Module
+    best: dict
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_cfg):
-    """In-memory trainers of a routing, a naive and a naive_early_stop run, with their run directories."""
+    """Routing, naive and naive_early_stop runs as they were in memory at the end of training."""
     out = {}
     for method in ("routing", "naive", "naive_early_stop"):
         cfg = tiny_cfg(method=method)
-        trainer = Trainer(cfg, tmp_path_factory.mktemp(method), progress=False)
-        trainer.start()
+        trainer = Trainer([cfg], [tmp_path_factory.mktemp(method)], progress=False)
+        trainer.start(0)
         trainer.run()
-        out[method] = trainer
+        agent = trainer.agents[0]
+        policy = trainer.population.agent_module(0, build_policy(cfg, METHODS[method], trainer.envs.obs_shape))
+        out[method] = TrainedRun(cfg, agent.run_dir, policy, agent.best)
     return out
 
 
@@ -245,7 +259,7 @@ def test_load_policy_variants_differ(trained, observations):
 def test_load_policy_best_checkpoint(trained, observations):
     trainer = trained["naive_early_stop"]
     obs = observations(20, seed=3)
-    reference = Trainer(trainer.cfg, trainer.run_dir / "unused", progress=False).policy
+    reference = build_policy(trainer.cfg, METHODS[trainer.cfg.method], (4, 5, 5))
     reference.load_state_dict(trainer.best["state"])
     for variant in ("deployed", "best"):
         loaded = oversight_rl.load_policy(trainer.run_dir, variant)

@@ -323,6 +323,7 @@ class RoutedPPO(PPO):
         loss_fn = LOSSES[self.method_spec.loss]
         for samples in self.rollout_buffer.get(self.batch_size):
             loss, metrics = loss_fn(self.batch(samples), self.policy.module, coefs)
+            metrics = {key: float(value) for key, value in metrics.items()}
             if self.target_kl is not None and metrics["losses/approx_kl"] > 1.5 * self.target_kl:
                 history["losses/approx_kl"].append(metrics["losses/approx_kl"])
                 return False

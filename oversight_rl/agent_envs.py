@@ -1,0 +1,127 @@
+"""Each agent's own environments, stepped together and seen as torch tensors with a leading agent axis.
+
+A population of ``S`` agents with ``N`` environments each steps with actions ``(S, N)`` and returns observations
+``(S, N, *obs_shape)`` and the episode ends of the step. Agent ``k``'s environments are seeded by its own seed and run
+at its own oversight level, so they are exactly the environments it would have alone.
+
+- :class:`NumpyAgentEnvs`: one batched numpy environment per agent (``envs.make_batched``: native or
+  ``SyncVectorEnv``); the CPU default.
+- :class:`TorchAgentEnvs`: one on-device ``envs.TorchDiamondGhost`` holding all ``S x N`` environments, each agent's
+  drawn from its own counter-based streams; a rollout never leaves the device.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import torch
+
+import envs
+
+EnvBackend = Literal["numpy", "torch"]
+
+
+class StepEnds(NamedTuple):
+    """What a step tells about episodes that ended in it; the last three are valid only where ``dones``."""
+
+    dones: torch.Tensor  # bool (S, N): terminal or time-out
+    terminal: torch.Tensor  # int8 Terminal code
+    labeled: torch.Tensor  # bool
+    ghost_overseen: torch.Tensor  # bool
+
+
+class NumpyAgentEnvs:
+    """One batched numpy environment per agent; results converted to tensors on ``device``."""
+
+    backend = "numpy"
+
+    def __init__(self, env_id: str, num_envs: int, oversights: list[float], seeds: list[int], device, **env_kwargs):
+        self.envs = [envs.make_batched(env_id, num_envs, oversight=p, **env_kwargs) for p in oversights]
+        self.seeds, self.device = list(seeds), torch.device(device)
+        self.obs_shape = tuple(self.envs[0].single_observation_space.shape)
+        self._obs: list[np.ndarray] = []
+
+    def reset(self) -> torch.Tensor:
+        self._obs = [env.reset(seed=seed)[0] for env, seed in zip(self.envs, self.seeds, strict=True)]
+        return self.observations()
+
+    def observations(self) -> torch.Tensor:
+        return torch.from_numpy(np.stack(self._obs)).to(self.device)
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, StepEnds]:
+        actions = actions.cpu().numpy()
+        ends = []
+        for k, env in enumerate(self.envs):
+            obs, _, terminated, truncated, info = env.step(actions[k])
+            self._obs[k] = obs
+            done = terminated | truncated
+            if info:
+                final = info["final_info"]
+                ends.append((done, final["terminal"], final["labeled"], final["ghost_overseen"]))
+            else:
+                none = np.zeros_like(done)
+                ends.append((done, none.astype(np.int8), none, none))
+        fields = (torch.from_numpy(np.stack(column)).to(self.device) for column in zip(*ends, strict=True))
+        return self.observations(), StepEnds(*fields)
+
+    def agent_state(self, k: int) -> Any:
+        return envs.vector_state(self.envs[k]), self._obs[k]
+
+    def load_agent_state(self, k: int, state: Any) -> None:
+        env_state, self._obs[k] = state
+        envs.restore_vector_state(self.envs[k], env_state)
+
+
+class TorchAgentEnvs:
+    """All agents' environments in one ``envs.TorchDiamondGhost`` on ``device``: agent ``k`` owns rows
+    ``k*N:(k+1)*N``, at its own oversight level, with stream keys derived from its own seed."""
+
+    backend = "torch"
+
+    def __init__(self, env_id: str, num_envs: int, oversights: list[float], seeds: list[int], device, **env_kwargs):
+        self.num_agents, self.num_envs = len(seeds), num_envs
+        levels = torch.tensor(oversights, dtype=torch.float32).repeat_interleave(num_envs)
+        self.env = envs.make_torch(env_id, self.num_agents * num_envs, device, oversight=levels.to(device), **env_kwargs)
+        self.keys = torch.cat([envs.counter_rng.stream_keys(seed, num_envs, device=device) for seed in seeds])
+        self.obs_shape = tuple(self.env.obs_shape)
+        self._obs: torch.Tensor | None = None
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(self.num_agents, self.num_envs, *x.shape[1:])
+
+    def reset(self) -> torch.Tensor:
+        self._obs = self._split(self.env.reset(self.keys))
+        return self._obs
+
+    def observations(self) -> torch.Tensor:
+        return self._obs
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, StepEnds]:
+        obs, _, terminated, truncated, info = self.env.step(actions.reshape(-1))
+        final = info["final_info"]
+        ends = (terminated | truncated, final["terminal"], final["labeled"], final["ghost_overseen"])
+        self._obs = self._split(obs)
+        return self._obs, StepEnds(*(self._split(x) for x in ends))
+
+    def agent_state(self, k: int) -> Any:
+        rows = slice(k * self.num_envs, (k + 1) * self.num_envs)
+        state = {name: value[rows].cpu().clone() for name, value in self.env.state_dict().items()}
+        return state, self._obs[k].cpu().clone()
+
+    def load_agent_state(self, k: int, state: Any) -> None:
+        env_state, obs = state
+        rows = slice(k * self.num_envs, (k + 1) * self.num_envs)
+        full = self.env.state_dict()
+        for name, value in env_state.items():
+            full[name][rows] = value
+        self.env.load_state_dict(full)
+        self._obs[k] = obs.to(self._obs.device)
+
+
+def make_agent_envs(
+    backend: EnvBackend, env_id: str, num_envs: int, oversights: list[float], seeds: list[int], device, **env_kwargs
+):
+    """The population's environments on ``backend``: ``numpy`` (any preset) or ``torch`` (native presets)."""
+    kind = {"numpy": NumpyAgentEnvs, "torch": TorchAgentEnvs}[backend]
+    return kind(env_id, num_envs, oversights, seeds, device, **env_kwargs)
