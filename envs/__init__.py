@@ -8,9 +8,13 @@ Two kinds of preset share one game, one observation and one set of episode-end l
   internal walls and several Ghosts. They have no vector entry point: :func:`make_batched` trains an open room with
   one Ghost on its native counterpart and any other layout on gymnasium's ``SyncVectorEnv``.
 
+Every preset with a native form also runs as :class:`TorchDiamondGhost` (:func:`make_torch`): the same rules on
+torch tensors, on the device where the policy lives.
+
 >>> import gymnasium, envs
 >>> env = gymnasium.make("OversightRL/DiamondGhost-5x5-v0", oversight=0.1)
 >>> vec = envs.make_batched("OversightRL/DiamondGhost-5x5-v0", num_envs=512, oversight=0.1)
+>>> on_device = envs.make_torch("OversightRL/DiamondGhost-5x5-v0", num_envs=512, device="cpu", oversight=0.1)
 >>> rooms = gymnasium.make("OversightRL/MiniGrid-DiamondGhost-TwoRooms-v0", render_mode="rgb_array")
 """
 
@@ -19,6 +23,7 @@ from gymnasium.envs.registration import register, registry
 from envs.diamond_ghost import DiamondGhostEnv, DiamondGhostGrid, DiamondGhostVecEnv, Terminal, layout_observation
 from envs.minigrid_envs import ENTRY_POINT as MINIGRID_ENTRY_POINT
 from envs.minigrid_envs import ROOM_5X5, TWO_ROOMS, DiamondGhostMiniGridEnv, OversightGridObservation
+from envs.torch_grid import TorchDiamondGhost, make_torch
 from envs.vectorize import (
     describe_vectorization,
     episode_step_limit,
@@ -38,10 +43,12 @@ __all__ = [
     "OversightGridObservation",
     "PRESETS",
     "Terminal",
+    "TorchDiamondGhost",
     "describe_vectorization",
     "episode_step_limit",
     "layout_observation",
     "make_batched",
+    "make_torch",
     "restore_vector_state",
     "vector_state",
     "vectorization_of",
