@@ -22,7 +22,7 @@ REFERENCE_PAPER_STEPS_PER_S = 25_000  # the authors' code at the paper's setting
 
 def steps_per_second(config, updates: int, warmup: int = 2) -> float:
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(config, run_dir, progress=False)
+        trainer = Trainer([config], [run_dir], progress=False)
         for _ in range(warmup):
             trainer.train_step()
         start = time.perf_counter()

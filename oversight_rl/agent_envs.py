@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 import envs
+from envs.counter_rng import stream_keys
+from envs.torch_grid import STATE_TENSORS
 
 EnvBackend = Literal["numpy", "torch"]
 
@@ -83,8 +85,8 @@ class TorchAgentEnvs:
         self.num_agents, self.num_envs = len(seeds), num_envs
         levels = torch.tensor(oversights, dtype=torch.float32).repeat_interleave(num_envs)
         self.env = envs.make_torch(env_id, self.num_agents * num_envs, device, oversight=levels.to(device), **env_kwargs)
-        self.keys = torch.cat([envs.counter_rng.stream_keys(seed, num_envs, device=device) for seed in seeds])
-        self.obs_shape = tuple(self.env.obs_shape)
+        self.keys = torch.cat([stream_keys(seed, num_envs, device=device) for seed in seeds])
+        self.obs_shape = (4, self.env.rows, self.env.cols)
         self._obs: torch.Tensor | None = None
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,17 +106,18 @@ class TorchAgentEnvs:
         self._obs = self._split(obs)
         return self._obs, StepEnds(*(self._split(x) for x in ends))
 
+    def _rows(self, k: int) -> slice:
+        return slice(k * self.num_envs, (k + 1) * self.num_envs)
+
     def agent_state(self, k: int) -> Any:
-        rows = slice(k * self.num_envs, (k + 1) * self.num_envs)
-        state = {name: value[rows].cpu().clone() for name, value in self.env.state_dict().items()}
-        return state, self._obs[k].cpu().clone()
+        full = self.env.state_dict()
+        return {name: full[name][self._rows(k)] for name in STATE_TENSORS}, self._obs[k].cpu().clone()
 
     def load_agent_state(self, k: int, state: Any) -> None:
         env_state, obs = state
-        rows = slice(k * self.num_envs, (k + 1) * self.num_envs)
         full = self.env.state_dict()
-        for name, value in env_state.items():
-            full[name][rows] = value
+        for name in STATE_TENSORS:
+            full[name][self._rows(k)] = env_state[name]
         self.env.load_state_dict(full)
         self._obs[k] = obs.to(self._obs.device)
 

@@ -1,13 +1,18 @@
-"""Many runs: every method at every oversight fraction with several seeds, in parallel, resumable.
+"""Many runs: every method at every oversight fraction with several seeds, as populations, in parallel, resumable.
 
-A sweep directory holds ``sweep.json`` (the sweep's settings), ``results.csv`` (one row per run) and one run
-directory per grid point, named ``run_name(method, oversight, seed)``. Running the same sweep again skips finished
-runs, resumes interrupted ones from their checkpoint, and trains failed or never-checkpointed ones again. It deletes
-nothing: a failed run keeps its ``error.json`` (exception type, message, traceback) while it is trained again.
+The grid is grouped into populations (:mod:`oversight_rl.train`): runs of one method with the same budget differ
+only in seed and oversight, so up to ``population_size`` of them train as one batched computation. ``sweep.json``
+records the sweep's settings and that grouping (``populations``: lists of run names).
+
+A sweep directory holds ``sweep.json``, ``results.csv`` (one row per run) and one run directory per grid point, named
+``run_name(method, oversight, seed)``. Running the same sweep again skips finished runs, resumes interrupted ones
+from their checkpoint, and trains failed or never-checkpointed ones again, each inside its population. It deletes
+nothing: a failed run keeps its ``error.json`` (exception type, message, traceback) while it is trained again. A
+failure inside a population fails every unfinished run of it.
 
 Backends:
-    local  parallel processes on this machine (``workers=1`` runs serially in this process).
-    ray    one Ray task per grid point (``num_cpus=1``): on a running cluster given ``ray_address`` (the sweep
+    local  parallel processes on this machine, one population each (``workers=1`` runs serially in this process).
+    ray    one Ray task per population (``num_cpus=1``): on a running cluster given ``ray_address`` (the sweep
            directory must then be on a filesystem every node shares, and the package installed on every node),
            or on a local cluster of ``workers`` CPUs.
 """
@@ -45,7 +50,8 @@ from oversight_rl.results import (
     write_results,
 )
 from oversight_rl.rundir import CHECKPOINT, read_json, run_name, write_json
-from oversight_rl.launch import resume, train
+from oversight_rl.launch import train_population
+from oversight_rl.train import population_key
 
 DEFAULT_OVERSIGHT = (0.01, 0.03, 0.1, 0.3, 1.0)
 DEFAULT_METHODS = ("routing", "filtering", "naive", "oracle")
@@ -66,7 +72,10 @@ class SweepConfig:
     out: str = "sweeps/oversight"
     """Sweep directory: one run directory per grid point, plus sweep.json and results.csv."""
     workers: int = 2
-    """Runs at a time: local processes, or the CPUs of a local Ray cluster. 1 runs serially in this process."""
+    """Populations at a time: local processes, or the CPUs of a local Ray cluster. 1 runs serially in this process."""
+    population_size: int = 15
+    """Most runs trained together as one population (same method and budget; seeds and oversight levels differ).
+    1 trains each run in a process of its own."""
     backend: Literal["local", "ray"] = "local"
     """local: parallel processes on this machine. ray: one Ray task per run (needs the ray extra)."""
     ray_address: str | None = None
@@ -91,6 +100,7 @@ class SweepConfig:
             (unknown is None, f"--methods must be among {', '.join(METHODS)}, got {unknown!r}"),
             (self.seeds >= 1, f"--seeds must be >= 1, got {self.seeds}"),
             (self.workers >= 1, f"--workers must be >= 1, got {self.workers}"),
+            (self.population_size >= 1, f"--population-size must be >= 1, got {self.population_size}"),
             (self.ray_address is None or self.backend == "ray", "--ray-address needs --backend ray"),
         ]
         for ok, message in checks:
@@ -103,28 +113,48 @@ class SweepConfig:
 # ----- planning ---------------------------------------------------------------------------------------------------
 
 
+def populations(sweep: SweepConfig) -> list[list[TrainConfig]]:
+    """The grid grouped into populations: runs that share every setting but seed and oversight, and the same number
+    of updates (the oracle's budget scales with oversight), in chunks of at most ``population_size``."""
+    groups: dict[tuple, list[TrainConfig]] = {}
+    for config in sweep.grid():
+        updates = config.num_updates(METHODS[config.method].budget_scales_with_oversight)
+        groups.setdefault((population_key(config), updates), []).append(config)
+    size = sweep.population_size
+    return [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
+
+
+def run_dir_of(sweep: SweepConfig, config: TrainConfig) -> Path:
+    return Path(sweep.out).resolve() / run_name(config.method, config.oversight, config.seed)
+
+
 @dataclass(frozen=True)
 class Job:
-    """One unfinished grid point. Whether it resumes or trains afresh is decided when it starts (see
-    :func:`run_job`), so a job retried after a crash resumes too."""
+    """The unfinished runs of one population. Whether each resumes or trains afresh is decided when the job starts
+    (see :func:`run_job`), so a job retried after a crash resumes too."""
 
-    config: TrainConfig
-    run_dir: str
+    configs: tuple[TrainConfig, ...]
+    run_dirs: tuple[str, ...]
 
     @property
-    def name(self) -> str:
-        return Path(self.run_dir).name
+    def names(self) -> list[str]:
+        return [Path(d).name for d in self.run_dirs]
 
 
 def plan(sweep: SweepConfig) -> tuple[list[Job], list[str]]:
-    """Jobs still to run, and the names of the runs already finished."""
+    """One job per population with unfinished runs, and the names of the runs already finished."""
     jobs, finished = [], []
-    for config in sweep.grid():
-        run_dir = Path(sweep.out).resolve() / run_name(config.method, config.oversight, config.seed)
-        if run_status(run_dir) == DONE:
-            finished.append(run_dir.name)
-        else:
-            jobs.append(Job(config, str(run_dir)))
+    for members in populations(sweep):
+        todo = []
+        for config in members:
+            run_dir = run_dir_of(sweep, config)
+            if run_status(run_dir) == DONE:
+                finished.append(run_dir.name)
+            else:
+                todo.append((config, str(run_dir)))
+        if todo:
+            configs, run_dirs = zip(*todo, strict=True)
+            jobs.append(Job(configs, run_dirs))
     return jobs, finished
 
 
@@ -135,6 +165,7 @@ def sweep_record(sweep: SweepConfig) -> dict:
     record["methods"] = list(sweep.methods)
     for name in ("method", "oversight", "seed"):
         record["train"].pop(name)
+    record["populations"] = [[run_dir_of(sweep, c).name for c in members] for members in populations(sweep)]
     return {**record, "version": __version__}
 
 
@@ -154,7 +185,7 @@ def check_same_settings(sweep: SweepConfig) -> None:
         )
 
 
-# ----- running one grid point -------------------------------------------------------------------------------------
+# ----- running one population -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -173,56 +204,62 @@ def resumable(run_dir: Path) -> bool:
     return run_status(run_dir) == INTERRUPTED and (run_dir / CHECKPOINT).exists()
 
 
-def run_job(job: Job) -> Outcome:
-    """Resume or train one run without a progress bar. An exception is recorded in ``error.json``, not raised."""
-    run_dir = Path(job.run_dir)
-    resumed = resumable(run_dir)
+def run_job(job: Job) -> list[Outcome]:
+    """Resume or train one population's runs without a progress bar. An exception is recorded in the error.json of
+    every run it left unfinished, not raised."""
+    run_dirs = [Path(d) for d in job.run_dirs]
+    resumed = [resumable(run_dir) for run_dir in run_dirs]
     try:
-        if resumed:
-            resume(run_dir, progress=False)
-        else:
-            train(job.config, run_dir, progress=False)
+        train_population(list(job.configs), run_dirs, resume=resumed, progress=False)
     except Exception as error:
         return record_failure(job, error, resumed)
-    return Outcome(job.name, resumed)
+    return [Outcome(name, r) for name, r in zip(job.names, resumed, strict=True)]
 
 
-def record_failure(job: Job, error: BaseException, resumed: bool = False) -> Outcome:
-    """Write the error (type, message, traceback) to the run's error.json, atomically."""
-    run_dir = Path(job.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+def record_failure(job: Job, error: BaseException, resumed: list[bool] | None = None) -> list[Outcome]:
+    """Write the error (type, message, traceback) to the error.json of each of the job's unfinished runs."""
+    resumed = resumed or [False] * len(job.run_dirs)
     record = {
         "type": type(error).__name__,
         "message": str(error),
         "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
-        "resumed": resumed,
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    write_json(run_dir / ERROR, record)
-    return Outcome(job.name, resumed, error=f"{record['type']}: {record['message']}".splitlines()[0])
+    line = f"{record['type']}: {record['message']}".splitlines()[0]
+    outcomes = []
+    for run_dir, r in zip(map(Path, job.run_dirs), resumed, strict=True):
+        if run_status(run_dir) == DONE:  # finished before its population failed
+            outcomes.append(Outcome(run_dir.name, r))
+            continue
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / ERROR, {**record, "resumed": r})
+        outcomes.append(Outcome(run_dir.name, r, error=line))
+    return outcomes
 
 
-def outcome_of(job: Job, result: Callable[[], Outcome], interruptions: tuple[type[BaseException], ...] = ()) -> Outcome:
-    """A job's outcome from its backend. If ``result()`` raises, the job failed (its error is recorded), unless the
-    exception is one of ``interruptions``: its process was stopped or died, which is no error of the run."""
+def outcome_of(
+    job: Job, result: Callable[[], list[Outcome]], interruptions: tuple[type[BaseException], ...] = ()
+) -> list[Outcome]:
+    """A job's outcomes from its backend. If ``result()`` raises, the job failed (its error is recorded), unless the
+    exception is one of ``interruptions``: its process was stopped or died, which is no error of the runs."""
     try:
         return result()
     except interruptions:
-        return Outcome(job.name, interrupted=True)
+        return [Outcome(name, interrupted=True) for name in job.names]
     except Exception as error:
         return record_failure(job, error)
 
 
-# ----- backends: each runs the jobs and yields their outcomes as they finish --------------------------------------
+# ----- backends: each runs the jobs and yields each job's outcomes as it finishes --------------------------------------
 
 
-def run_serially(jobs: list[Job]) -> Iterator[Outcome]:
+def run_serially(jobs: list[Job]) -> Iterator[list[Outcome]]:
     """In this process, one after the other (easy to debug and to test)."""
     for job in jobs:
         yield run_job(job)
 
 
-def run_in_processes(jobs: list[Job], workers: int) -> Iterator[Outcome]:
+def run_in_processes(jobs: list[Job], workers: int) -> Iterator[list[Outcome]]:
     """In ``workers`` fresh (spawned) processes on this machine. On Ctrl-C the workers stop at once; each run
     keeps its last checkpoint and is resumed by the next invocation."""
     before = set(multiprocessing.active_children())
@@ -239,7 +276,7 @@ def run_in_processes(jobs: list[Job], workers: int) -> Iterator[Outcome]:
     pool.shutdown()
 
 
-def run_job_in_worker(job: Job) -> Outcome:
+def run_job_in_worker(job: Job) -> list[Outcome]:
     """:func:`run_job` in a pool worker, which exits on Ctrl-C instead of taking the next job (as pools do)."""
     try:
         return run_job(job)
@@ -268,7 +305,7 @@ def import_ray():
     return ray
 
 
-def run_on_ray(jobs: list[Job], workers: int, address: str | None) -> Iterator[Outcome]:
+def run_on_ray(jobs: list[Job], workers: int, address: str | None) -> Iterator[list[Outcome]]:
     """As Ray tasks of one CPU each: on the cluster at ``address``, or on a local one with ``workers`` CPUs."""
     ray = import_ray()
     started_here = not ray.is_initialized()
@@ -291,7 +328,7 @@ def run_on_ray(jobs: list[Job], workers: int, address: str | None) -> Iterator[O
             ray.shutdown()
 
 
-def backend_for(sweep: SweepConfig) -> Callable[[list[Job]], Iterator[Outcome]]:
+def backend_for(sweep: SweepConfig) -> Callable[[list[Job]], Iterator[list[Outcome]]]:
     if sweep.backend == "ray":
         import_ray()  # fail before any work when Ray is missing
         return partial(run_on_ray, workers=sweep.workers, address=sweep.ray_address)
@@ -357,13 +394,15 @@ def run_sweep(sweep: SweepConfig, progress: bool = True) -> SweepReport:
     write_json(sweep_dir / SWEEP_JSON, sweep_record(sweep))
     jobs, finished = plan(sweep)
     report = SweepReport(skipped=finished)
-    bar = tqdm(total=len(jobs) + len(finished), initial=len(finished), unit="run", desc="sweep", disable=not progress)
+    total = len(finished) + sum(len(job.run_dirs) for job in jobs)
+    bar = tqdm(total=total, initial=len(finished), unit="run", desc="sweep", disable=not progress)
     with bar:
         show_counts(bar, report, running=min(sweep.workers, len(jobs)))
-        for outcome in backend(jobs):
-            report.add(outcome)
-            bar.update(1)
-            show_counts(bar, report, running=min(sweep.workers, len(jobs) - report.started))
+        for ended, outcomes in enumerate(backend(jobs), start=1):
+            for outcome in outcomes:
+                report.add(outcome)
+            bar.update(len(outcomes))
+            show_counts(bar, report, running=min(sweep.workers, len(jobs) - ended))
     write_results(gather(sweep_dir), sweep_dir / RESULTS_CSV)
     return report
 

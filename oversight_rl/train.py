@@ -360,8 +360,8 @@ class Trainer:
         for k, agent in enumerate(self.agents):
             if agent.update == 0 and not agent.eval_rows:
                 self._report(bar, k, self.evaluate(k))
-                self.save(k)
             if not agent.active:  # no budget, or finished before an interruption that came before its summary
+                self.save(k)
                 summaries[k] = self._finish(k)
         while any(a.active for a in self.agents):
             training = [k for k, a in enumerate(self.agents) if a.active]

@@ -146,14 +146,14 @@ def test_ray_local_cluster_matches_the_serial_sweep(serial_sweep, tmp_path):
 def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path, monkeypatch, capsys):
     """Every grid point shares its settings, so no flag can make exactly one run fail; instead the train function
     the serial (in-process) backend calls is replaced by one that fails for naive only."""
-    out, real_train = tmp_path / "sweep", sweep_module.train
+    out, real_train = tmp_path / "sweep", sweep_module.train_population
 
-    def train_or_fail(config, run_dir, progress=True):
-        if config.method == "naive":
+    def train_or_fail(configs, run_dirs, resume=None, progress=True):
+        if configs[0].method == "naive":
             raise RuntimeError("injected failure")
-        return real_train(config, run_dir, progress)
+        return real_train(configs, run_dirs, resume, progress)
 
-    monkeypatch.setattr(sweep_module, "train", train_or_fail)
+    monkeypatch.setattr(sweep_module, "train_population", train_or_fail)
     flags = ["--oversight", "0.1", "--methods", "routing", "naive", "--seeds", "1", "--workers", "1"]
     assert sweep(out, *flags) == 1
     assert "1 failed (naive-p0.1-s0: RuntimeError: injected failure)" in capsys.readouterr().out
@@ -165,7 +165,7 @@ def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path, monkeypatch, 
     rows = {row["method"]: row for row in read_csv(out / "results.csv")}
     assert (rows["naive"]["status"], rows["naive"]["error"]) == ("failed", "RuntimeError: injected failure")
 
-    monkeypatch.setattr(sweep_module, "train", real_train)
+    monkeypatch.setattr(sweep_module, "train_population", real_train)
     assert sweep(out, *flags) == 0  # the failed run is trained again; the finished one is left alone
     assert "1 trained, 0 resumed, 1 already done, 0 failed" in capsys.readouterr().out
     assert run_status(failed) == "done" and (failed / ERROR).exists()  # the error record is kept
@@ -174,8 +174,8 @@ def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path, monkeypatch, 
 def test_an_interrupted_run_is_resumed_not_restarted(tmp_path, monkeypatch, capsys):
     out, real_save = tmp_path / "sweep", Trainer.save
 
-    def save_then_interrupt(trainer):
-        real_save(trainer)
+    def save_then_interrupt(trainer, k):
+        real_save(trainer, k)
         raise KeyboardInterrupt  # as if Ctrl-C arrived right after the first checkpoint
 
     monkeypatch.setattr(Trainer, "save", save_then_interrupt)
@@ -190,11 +190,15 @@ def test_an_interrupted_run_is_resumed_not_restarted(tmp_path, monkeypatch, caps
 
     monkeypatch.setattr(Trainer, "save", real_save)
     calls = []
-    monkeypatch.setattr(sweep_module, "train", lambda *args, **kwargs: calls.append("train"))
-    real_resume = sweep_module.resume
-    monkeypatch.setattr(sweep_module, "resume", lambda *a, **k: calls.append("resume") or real_resume(*a, **k))
+    real_train = sweep_module.train_population
+
+    def record_call(configs, run_dirs, resume=None, progress=True):
+        calls.append(resume)
+        return real_train(configs, run_dirs, resume, progress)
+
+    monkeypatch.setattr(sweep_module, "train_population", record_call)
     assert sweep(out, *flags) == 0
-    assert calls == ["resume"]
+    assert calls == [[True]]
     assert "0 trained, 1 resumed" in capsys.readouterr().out
     after = read_csv(run_dir / TRAIN_CSV)
     assert len(after) == 16  # the first updates were kept (wall_s included), not redone
