@@ -229,3 +229,31 @@ def test_auto_environment_is_numpy_on_the_cpu(tiny_cfg):
     assert train_module.env_backend(tiny_cfg()) == "numpy"
     assert train_module.env_backend(tiny_cfg(device="cuda")) == "torch"
     assert train_module.env_backend(tiny_cfg(env_backend="torch")) == "torch"
+
+
+# ----- the per-agent optimizer pieces equal torch's single-agent ones ----------------------------------------------
+
+
+def test_agent_adam_and_clip_match_torch_for_each_agent():
+    torch.manual_seed(0)
+    modules = [torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)) for _ in range(3)]
+    population = population_module.Population(modules)
+    adam = population_module.AgentAdam(population.params, eps=1e-5)
+    references = [torch.optim.Adam(m.parameters(), lr=1.0, eps=1e-5) for m in modules]
+    lrs = torch.tensor([1e-2, 3e-3, 1e-3])
+    active = torch.tensor([True, True, False])
+    for step in range(4):
+        grads = {name: torch.randn_like(p) * (step + 1) for name, p in population.params.items()}
+        per_agent = [{name: g[k].clone() for name, g in grads.items()} for k in range(3)]
+        norms = population_module.clip_grad_norms(grads, max_norm=0.5)
+        adam.step(grads, lrs, active)
+        for k, (module, reference) in enumerate(zip(modules, references, strict=True)):
+            for name, p in module.named_parameters():
+                p.grad = per_agent[k][name]
+            norm = torch.nn.utils.clip_grad_norm_(module.parameters(), 0.5)
+            torch.testing.assert_close(norms[k], norm)
+            reference.param_groups[0]["lr"] = float(lrs[k])
+            if active[k]:
+                reference.step()
+            for name, p in module.named_parameters():
+                torch.testing.assert_close(population.params[name][k], p.detach(), rtol=1e-5, atol=1e-6)  # float32 rounding only

@@ -22,7 +22,7 @@ from oversight_rl.evaluate import METRICS, VALIDATION_SEED_OFFSET, evaluate, mak
 from oversight_rl.methods import METHODS
 from oversight_rl.policies import EXPERTS, variant_policy
 from oversight_rl.rundir import CHECKPOINT, CONFIG, EVAL_CSV, SUMMARY, TRAIN_CSV
-from oversight_rl.launch import resume, train
+from oversight_rl.launch import resume, train, train_population
 from oversight_rl.train import Trainer, build_policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -387,22 +387,27 @@ def final_metrics(run_dir: Path) -> dict[str, dict[str, float]]:
 
 @pytest.mark.slow
 def test_routing_separates_the_experts(tmp_path):
-    """Routing at 50% oversight with the default PPO settings, 600k env steps (~16 s on one core).
+    """Routing at 50% oversight with the default PPO settings, 600k env steps per run, seeds 0-2 as one population
+    (about a minute on one core). Measured per seed (0-9 for routing, 0-4 for no_routing):
 
-    Measured on seeds 0-4 (this test uses seed 0, the first value of each list):
-      routing     Diamond-expert minus Ghost-expert diamond_rate  0.73 0.69 0.76 0.76 0.78
-                  Ghost expert diamond_rate                       0.15 0.11 0.12 0.12 0.10
-                  Diamond expert true_return                      0.76 0.37 0.58 0.60 0.63
-      no_routing  margin                                          0.54 0.51 0.32 0.43 0.50
+      routing     Diamond-expert minus Ghost-expert diamond_rate  0.57 0.72 0.70 0.54 0.59 0.74 0.77 0.61 0.68 0.78
+                  Ghost expert diamond_rate                       0.11 0.17 0.12 0.11 0.11 0.15 0.10 0.27 0.21 0.10
+                  Diamond expert true_return                      0.18 0.76 0.38 0.15 0.19 0.77 0.57 0.75 0.76 0.66
+      no_routing  margin                                          0.33 0.45 0.41 0.33 0.38
       (the gate still learns from labels, but the experts get every sample)
-                  Ghost expert diamond_rate                       0.29 0.28 0.27 0.34 0.29
-    Routing to the wrong expert (masks swapped) gives margin -0.15 on seed 0. The thresholds sit below every routing
-    seed and above every no_routing seed.
+                  Ghost expert diamond_rate                       0.15 0.18 0.35 0.45 0.29
+                  Diamond expert true_return                      0.04 0.20 0.36 0.50 0.26
+
+    The Diamond expert's return varies widely between seeds (early symmetry breaking), so the test asserts means over
+    three seeds: the margin threshold sits below every routing seed and above every no_routing seed.
     """
-    cfg = TrainConfig(method="routing", oversight=0.5, total_env_steps=600_000, eval_every=600_000, seed=0)
-    train(cfg, tmp_path, progress=False)
-    final = final_metrics(tmp_path)
-    diamond, ghost = final["diamond"], final["ghost"]
-    assert diamond["diamond_rate"] - ghost["diamond_rate"] > 0.6
-    assert ghost["diamond_rate"] < 0.22  # the Ghost expert is Ghost-bound, not a weaker copy of the Diamond one
-    assert diamond["true_return"] > 0.3
+    cfgs = [
+        TrainConfig(method="routing", oversight=0.5, total_env_steps=600_000, eval_every=600_000, seed=seed)
+        for seed in range(3)
+    ]
+    train_population(cfgs, [tmp_path / str(seed) for seed in range(3)], progress=False)
+    finals = [final_metrics(tmp_path / str(seed)) for seed in range(3)]
+    mean = lambda variant, metric: float(np.mean([f[variant][metric] for f in finals]))  # noqa: E731
+    assert mean("diamond", "diamond_rate") - mean("ghost", "diamond_rate") > 0.5
+    assert mean("ghost", "diamond_rate") < 0.25  # the Ghost expert is Ghost-bound, not a weaker copy of the Diamond one
+    assert mean("diamond", "true_return") > 0.2
