@@ -68,7 +68,9 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=3, help="timed updates per population size")
     parser.add_argument("--sizes", type=int, nargs="+", help="population sizes (default: 1 4 15 60 on CPU)")
     parser.add_argument("--cuda-sizes", type=int, nargs="+", default=[1, 8, 32, 96])
-    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all", help="all: CPU, then CUDA if present")
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda", "all"], default="all", help="all: CPU, then CUDA if present"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
 

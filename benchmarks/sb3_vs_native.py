@@ -31,11 +31,11 @@ from stable_baselines3.common.env_util import make_vec_env
 from train_throughput import steps_per_second  # this folder is on the path when run as a script
 
 from oversight_rl.config import PRESETS, TrainConfig
+from oversight_rl.launch import train
 from oversight_rl.methods import get_method
 from oversight_rl.rundir import run_name
 from oversight_rl.sb3.train import make_model, train_sb3
 from oversight_rl.sb3.vec_env import make_batched_vec_env
-from oversight_rl.launch import train
 
 DEFAULT = PRESETS["default"]
 

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from oversight_rl.config import PRESETS
-from oversight_rl.rundir import run_name
 from oversight_rl.launch import train
+from oversight_rl.rundir import run_name
 
 DEFAULT = PRESETS["default"]
 

@@ -31,6 +31,7 @@ class StepEnds(NamedTuple):
     terminal: torch.Tensor  # int8 Terminal code
     labeled: torch.Tensor  # bool
     ghost_overseen: torch.Tensor  # bool
+    true_reward: torch.Tensor  # float32
 
 
 class NumpyAgentEnvs:
@@ -38,8 +39,8 @@ class NumpyAgentEnvs:
 
     backend = "numpy"
 
-    def __init__(self, env_id: str, num_envs: int, oversights: list[float], seeds: list[int], device, **env_kwargs):
-        self.envs = [envs.make_batched(env_id, num_envs, oversight=p, **env_kwargs) for p in oversights]
+    def __init__(self, batched_envs: list, seeds: list[int], device):
+        self.envs = list(batched_envs)
         self.seeds, self.device = list(seeds), torch.device(device)
         self.obs_shape = tuple(self.envs[0].single_observation_space.shape)
         self._obs: list[np.ndarray] = []
@@ -60,10 +61,11 @@ class NumpyAgentEnvs:
             done = terminated | truncated
             if info:
                 final = info["final_info"]
-                ends.append((done, final["terminal"], final["labeled"], final["ghost_overseen"]))
+                reward = np.where(done, final["true_reward"], 0.0).astype(np.float32)
+                ends.append((done, final["terminal"], final["labeled"], final["ghost_overseen"], reward))
             else:
                 none = np.zeros_like(done)
-                ends.append((done, none.astype(np.int8), none, none))
+                ends.append((done, none.astype(np.int8), none, none, none.astype(np.float32)))
         fields = (torch.from_numpy(np.stack(column)).to(self.device) for column in zip(*ends, strict=True))
         return self.observations(), StepEnds(*fields)
 
@@ -84,7 +86,9 @@ class TorchAgentEnvs:
     def __init__(self, env_id: str, num_envs: int, oversights: list[float], seeds: list[int], device, **env_kwargs):
         self.num_agents, self.num_envs = len(seeds), num_envs
         levels = torch.tensor(oversights, dtype=torch.float32).repeat_interleave(num_envs)
-        self.env = envs.make_torch(env_id, self.num_agents * num_envs, device, oversight=levels.to(device), **env_kwargs)
+        self.env = envs.make_torch(
+            env_id, self.num_agents * num_envs, device, oversight=levels.to(device), **env_kwargs
+        )
         self.keys = torch.cat([stream_keys(seed, num_envs, device=device) for seed in seeds])
         self.obs_shape = (4, self.env.rows, self.env.cols)
         self._obs: torch.Tensor | None = None
@@ -102,7 +106,9 @@ class TorchAgentEnvs:
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, StepEnds]:
         obs, _, terminated, truncated, info = self.env.step(actions.reshape(-1))
         final = info["final_info"]
-        ends = (terminated | truncated, final["terminal"], final["labeled"], final["ghost_overseen"])
+        done = terminated | truncated
+        reward = torch.where(done, final["true_reward"], 0.0)
+        ends = (done, final["terminal"], final["labeled"], final["ghost_overseen"], reward)
         self._obs = self._split(obs)
         return self._obs, StepEnds(*(self._split(x) for x in ends))
 
@@ -126,5 +132,7 @@ def make_agent_envs(
     backend: EnvBackend, env_id: str, num_envs: int, oversights: list[float], seeds: list[int], device, **env_kwargs
 ):
     """The population's environments on ``backend``: ``numpy`` (any preset) or ``torch`` (native presets)."""
-    kind = {"numpy": NumpyAgentEnvs, "torch": TorchAgentEnvs}[backend]
-    return kind(env_id, num_envs, oversights, seeds, device, **env_kwargs)
+    if backend == "torch":
+        return TorchAgentEnvs(env_id, num_envs, oversights, seeds, device, **env_kwargs)
+    batched = [envs.make_batched(env_id, num_envs, oversight=p, **env_kwargs) for p in oversights]
+    return NumpyAgentEnvs(batched, seeds, device)

@@ -1,7 +1,8 @@
 """Evaluation on fresh environments, following the paper's protocol (every metric is documented in METRICS).
 
 Run ``n_envs`` fresh environments for ``max_steps`` steps each, sampling actions from the policy, and compute every
-step's true discounted return-to-go inside that window with no bootstrap.
+step's true discounted return-to-go inside that window with no bootstrap. :func:`play_window` plays the window for
+every agent of a population at once; :func:`run_episodes` is the same for one policy.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ import torch
 
 import envs
 from envs import Terminal
+from envs.counter_rng import stream_keys, uniform
+from oversight_rl.agent_envs import NumpyAgentEnvs
 from oversight_rl.policies import variant_policy
-from oversight_rl.rollout import discounted_returns
+from oversight_rl.rollout import discounted_returns, sample_actions
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation and validation environments never share seeds with training
 VALIDATION_SEED_OFFSET = 2_000_003
+EVALUATION_STREAM = 3  # purpose of the counter-based streams that draw evaluation actions
 
 METRICS = {
     "true_return": "mean over all steps of the discounted (gamma) true return-to-go inside the window; the paper's "
@@ -51,37 +55,52 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     return float((below + 0.5 * ties).sum() / (pos.size * neg.size))
 
 
+def policy_step(policy, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One agent's action probabilities and gate (NaN for a policy without one) on a batch of observations."""
+    trunk = policy.trunk(obs)
+    probs = torch.softmax(policy.logits(trunk), dim=-1)
+    gate = policy.gate(trunk)
+    return probs, torch.full_like(probs[..., 0], torch.nan) if gate is None else gate
+
+
+def variant_step(variant: str):
+    """:func:`policy_step` of the ``variant`` a policy deploys (``trained``, or an expert's name)."""
+    return lambda policy, obs: policy_step(variant_policy(policy, variant), obs)
+
+
 @torch.no_grad()
-def run_episodes(policy, env, seed: int) -> dict[str, np.ndarray]:
-    """Play ``policy`` for one window of ``max_steps`` on every environment; return ``(T, N)`` step records."""
-    num_steps = envs.episode_step_limit(env)
-    device, dtype = next(policy.parameters()).device, next(policy.parameters()).dtype
-    generator = torch.Generator().manual_seed(seed)
-    obs, _ = env.reset(seed=seed)
-    shape = (num_steps, env.num_envs)
-    rec = {
-        "true_reward": np.zeros(shape, np.float32),
-        "dones": np.zeros(shape, bool),
-        "terminal": np.zeros(shape, np.int8),
-        "labeled": np.zeros(shape, bool),
-        "ghost_overseen": np.zeros(shape, bool),
-        "gate": np.full(shape, np.nan, np.float32),
-    }
+def play_window(agent_envs, act, num_steps: int, keys: torch.Tensor) -> dict[str, np.ndarray]:
+    """Reset every agent's environments and play one window of ``num_steps``; return ``(T, S, N)`` step records.
+
+    ``act(obs)`` maps observations ``(S, N, ...)`` to action probabilities ``(S, N, A)`` and gates ``(S, N)``.
+    Actions are drawn from the counter-based streams ``keys`` ``(S, N)``, so each agent's draws are its own.
+    """
+    obs = agent_envs.reset()
+    steps = []
     for t in range(num_steps):
-        trunk = policy.trunk(torch.from_numpy(obs).to(device, dtype))
-        probs = torch.softmax(policy.logits(trunk), dim=-1).float().cpu()
-        actions = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        gate = policy.gate(trunk)
-        if gate is not None:
-            rec["gate"][t] = gate.cpu().numpy()
-        obs, _, terminated, truncated, info = env.step(actions.numpy())
-        rec["dones"][t] = terminated | truncated
-        if info:
-            final = info["final_info"]
-            for key in ("terminal", "labeled", "ghost_overseen"):
-                rec[key][t] = final[key]
-            rec["true_reward"][t] = np.where(info["_final_info"], final["true_reward"], 0.0)
-    return rec
+        probs, gate = act(obs)
+        actions = sample_actions(probs, uniform(keys, t).to(probs.dtype))
+        obs, ends = agent_envs.step(actions)
+        steps.append((ends.true_reward, ends.dones, ends.terminal, ends.labeled, ends.ghost_overseen, gate.float()))
+    names = ("true_reward", "dones", "terminal", "labeled", "ghost_overseen", "gate")
+    return {
+        name: torch.stack(column).cpu().numpy() for name, column in zip(names, zip(*steps, strict=True), strict=True)
+    }
+
+
+def evaluation_keys(seeds: list[int], num_envs: int, device) -> torch.Tensor:
+    """Each agent's action streams for an evaluation window reset with its seed, ``(S, N)``."""
+    return torch.stack([stream_keys(seed, num_envs, EVALUATION_STREAM, device) for seed in seeds])
+
+
+def run_episodes(policy, env, seed: int) -> dict[str, np.ndarray]:
+    """Play ``policy`` for one window of ``max_steps`` on every environment of the batched ``env``, reset with
+    ``seed``; return ``(T, N)`` step records."""
+    device, dtype = next(policy.parameters()).device, next(policy.parameters()).dtype
+    one_agent = NumpyAgentEnvs([env], [seed], device)
+    act = lambda obs: tuple(x.unsqueeze(0) for x in policy_step(policy, obs[0].to(dtype)))  # noqa: E731
+    rec = play_window(one_agent, act, envs.episode_step_limit(env), evaluation_keys([seed], env.num_envs, device))
+    return {name: values[:, 0] for name, values in rec.items()}
 
 
 def episode_gate_means(gate: np.ndarray, dones: np.ndarray) -> np.ndarray:

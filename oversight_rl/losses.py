@@ -95,7 +95,9 @@ def _trunk(batch: Batch, policy: ActorCritic) -> Trunk:
     return batch.trunk if batch.trunk is not None else policy.trunk(batch.obs)
 
 
-def policy_gradient_loss(batch: Batch, policy: ActorCritic, coefs: LossCoefs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def policy_gradient_loss(
+    batch: Batch, policy: ActorCritic, coefs: LossCoefs
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Plain policy gradient with a value baseline, on every sample."""
     trunk = _trunk(batch, policy)
     return _objective(policy.logits(trunk), trunk.value, batch._replace(weights=torch.ones_like(batch.weights)), coefs)

@@ -53,13 +53,15 @@ class Population:
     def device(self) -> torch.device:
         return next(iter(self.params.values())).device
 
-    def map(self, fn: Callable) -> Callable:
-        """``fn(module, *args)`` for every agent: tensors in the arguments and results carry a leading agent axis.
+    def map(self, fn: Callable, agents: list[int] | None = None) -> Callable:
+        """``fn(module, *args)`` for every agent (or the ``agents`` listed): tensors in the arguments and results
+        carry a leading agent axis.
 
         Non-tensor parts (``None`` fields of a named tuple, numbers) pass through unmapped. The parameters used are
         ``self.params`` at call time, so gradients reach them where they require grad.
         """
         bound = _Bound(self.template, fn)
+        pick = (lambda x: x) if agents is None else (lambda x: x[agents])  # noqa: E731
 
         def mapped(*args):
             arg_leaves, arg_spec = tree_flatten(args)
@@ -71,7 +73,9 @@ class Population:
                 out["leaves"], out["spec"] = tree_flatten(result)
                 return [x for x in out["leaves"] if isinstance(x, torch.Tensor)]
 
-            tensors = vmap(one_agent)(self.params, self.buffers, [x for x in arg_leaves if isinstance(x, torch.Tensor)])
+            params = {name: pick(p) for name, p in self.params.items()}
+            buffers = {name: pick(b) for name, b in self.buffers.items()}
+            tensors = vmap(one_agent)(params, buffers, [x for x in arg_leaves if isinstance(x, torch.Tensor)])
             return tree_unflatten(_refill(out["leaves"], tensors), out["spec"])
 
         return mapped

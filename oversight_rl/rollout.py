@@ -83,9 +83,9 @@ def collect(
             probs = torch.softmax(logits.detach(), dim=-1)
             actions = sample_actions(probs, uniform(action_keys, step_counters.unsqueeze(1) + t).to(dtype))
             logp = torch.log_softmax(logits, dim=-1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-            next_obs, ends = agent_envs.step(actions)
+            next_obs, ends = agent_envs.step(actions)  # ends: dones, terminal, labeled, ghost_overseen, true_reward
             trunks.append(trunk)
-            records.append((obs_t, actions, logp.detach(), trunk.value.detach(), *ends))
+            records.append((obs_t, actions, logp.detach(), trunk.value.detach(), *ends[:4]))
             obs = next_obs
         with torch.no_grad():
             next_value = population.map(value)(obs.to(dtype))

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from oversight_rl import __version__
 from oversight_rl.config import TrainConfig, with_overrides
+from oversight_rl.launch import train_population
 from oversight_rl.methods import METHODS
 from oversight_rl.results import (
     DONE,
@@ -50,7 +51,6 @@ from oversight_rl.results import (
     write_results,
 )
 from oversight_rl.rundir import CHECKPOINT, read_json, run_name, write_json
-from oversight_rl.launch import train_population
 from oversight_rl.train import population_key
 
 DEFAULT_OVERSIGHT = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -250,7 +250,7 @@ def outcome_of(
         return record_failure(job, error)
 
 
-# ----- backends: each runs the jobs and yields each job's outcomes as it finishes --------------------------------------
+# ----- backends: each runs the jobs and yields each job's outcomes as it finishes ---------------------------------
 
 
 def run_serially(jobs: list[Job]) -> Iterator[list[Outcome]]:

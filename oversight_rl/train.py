@@ -21,9 +21,17 @@ from tqdm.auto import tqdm
 
 import envs
 from envs.counter_rng import stream_keys, uniform
-from oversight_rl.agent_envs import make_agent_envs
+from oversight_rl.agent_envs import NumpyAgentEnvs, TorchAgentEnvs, make_agent_envs
 from oversight_rl.config import TrainConfig
-from oversight_rl.evaluate import VALIDATION_SEED_OFFSET, evaluate, evaluate_variants, make_eval_env
+from oversight_rl.evaluate import (
+    EVAL_SEED_OFFSET,
+    VALIDATION_SEED_OFFSET,
+    evaluation_keys,
+    make_eval_env,
+    play_window,
+    summarize,
+    variant_step,
+)
 from oversight_rl.labels import UNFINISHED, Route, episode_routes, filtering_mask, verified_mask
 from oversight_rl.losses import LOSSES, Batch, LossCoefs
 from oversight_rl.methods import Method, get_method
@@ -101,7 +109,9 @@ def env_backend(cfg: TrainConfig) -> str:
     if cfg.env_backend != "auto":
         return cfg.env_backend
     on_accelerator = torch.device(cfg.device).type != "cpu"
-    return "torch" if on_accelerator and envs.vectorization_of(cfg.env, oversight=cfg.oversight) == "native" else "numpy"
+    return (
+        "torch" if on_accelerator and envs.vectorization_of(cfg.env, oversight=cfg.oversight) == "native" else "numpy"
+    )
 
 
 def population_key(cfg: TrainConfig) -> tuple:
@@ -182,7 +192,9 @@ class Trainer:
         self.envs = make_agent_envs(cfg.env_backend, cfg.env, cfg.num_envs, oversights, seeds, cfg.device)
         if progress:
             print(envs.describe_vectorization(cfg.env, cfg.num_envs, oversight=cfg.oversight))
-        self.eval_envs = [make_eval_env(cfg.env, cfg.eval_envs, p) for p in oversights]
+        self.eval_envs = [make_eval_env(cfg.env, cfg.eval_envs, p) for p in oversights]  # numpy backend's
+        self.episode_steps = envs.episode_step_limit(self.eval_envs[0])
+        self.last_results: dict[int, dict] = {}
         self.population = Population([self._initial_policy(seed) for seed in seeds])
         for p in self.population.params.values():
             p.requires_grad_(True)
@@ -192,7 +204,10 @@ class Trainer:
         self.shuffle_keys = torch.stack(
             [stream_keys(s, cfg.steps_per_update, MINIBATCH_STREAM, cfg.device) for s in seeds]
         )
-        self.agents = [self._agent(dataclasses.replace(c, env_backend=cfg.env_backend), d) for c, d in zip(cfgs, run_dirs)]
+        self.agents = [
+            self._agent(dataclasses.replace(c, env_backend=cfg.env_backend), d)
+            for c, d in zip(cfgs, run_dirs, strict=True)
+        ]
         self.obs = self.envs.reset()
 
     def _initial_policy(self, seed: int) -> ActorCritic:
@@ -312,36 +327,57 @@ class Trainer:
 
     # ----- evaluation --------------------------------------------------------------------------------------------
 
-    def evaluate(self, k: int) -> dict[str, dict[str, float]]:
-        """Evaluate agent ``k``'s variants on its fixed evaluation seed; track its best checkpoint for early
-        stopping."""
-        agent = self.agents[k]
-        policy = self.population.agent_module(k, self.scratch)
-        results = evaluate_variants(policy, self.eval_envs[k], agent.cfg.seed, agent.cfg.gamma)
+    def evaluate(self, ks: list[int]) -> None:
+        """Evaluate the variants of agents ``ks`` together on their fixed evaluation episodes (fresh environments at
+        each agent's oversight, reset with its evaluation seed); track early stopping's best checkpoints."""
+        cfg = self.cfg
+        results = [{} for _ in ks]
+        for variant in self.scratch.variants:
+            records = self._play(ks, variant, EVAL_SEED_OFFSET)
+            for i, k in enumerate(ks):
+                results[i][variant] = summarize({n: r[:, i] for n, r in records.items()}, self.agents[k].cfg.gamma)
         if self.method.early_stopping:
-            results["best"] = self._track_best(k, policy, results["trained"])
-        agent.eval_rows += [{**agent.stamp(), "policy": variant, **metrics} for variant, metrics in results.items()]
-        for variant, metrics in results.items():
-            agent.log_scalars({f"eval/{variant}/{key}": value for key, value in metrics.items()})
-        return results
+            records = self._play(ks, "trained", VALIDATION_SEED_OFFSET)
+            for i, k in enumerate(ks):
+                signal = summarize({n: r[:, i] for n, r in records.items()}, cfg.gamma)
+                results[i]["best"] = self._track_best(k, signal, results[i]["trained"])
+        for k, result in zip(ks, results, strict=True):
+            agent = self.agents[k]
+            agent.eval_rows += [{**agent.stamp(), "policy": variant, **m} for variant, m in result.items()]
+            for variant, metrics in result.items():
+                agent.log_scalars({f"eval/{variant}/{key}": value for key, value in metrics.items()})
+        self.last_results = dict(zip(ks, results, strict=True))
 
-    def _track_best(self, k: int, policy: ActorCritic, trained_metrics: dict[str, float]) -> dict[str, float]:
-        """Score agent ``k`` on validation episodes; remember its parameters if the signal improved."""
+    def _play(self, ks: list[int], variant: str, seed_offset: int) -> dict[str, np.ndarray]:
+        """One evaluation window of ``variant`` for agents ``ks``, on fresh environments reset with each agent's
+        seed plus ``seed_offset``; ``(T, len(ks), N)`` step records."""
+        cfg = self.cfg
+        seeds = [self.agents[k].cfg.seed + seed_offset for k in ks]
+        if cfg.env_backend == "torch":
+            oversights = [self.agents[k].cfg.oversight for k in ks]
+            agent_envs = TorchAgentEnvs(cfg.env, cfg.eval_envs, oversights, seeds, cfg.device)
+        else:
+            agent_envs = NumpyAgentEnvs([self.eval_envs[k] for k in ks], seeds, cfg.device)
+        act = self.population.map(variant_step(variant), agents=ks)
+        keys = evaluation_keys(seeds, cfg.eval_envs, cfg.device)
+        return play_window(agent_envs, lambda obs: act(obs.to(self.dtype)), self.episode_steps, keys)
+
+    def _track_best(self, k: int, validation: dict[str, float], trained: dict[str, float]) -> dict[str, float]:
+        """Agent ``k``'s early-stopping record: remember its parameters if its validation signal improved."""
         agent = self.agents[k]
-        key = "true_return" if agent.cfg.early_stop_signal == "oracle" else "verified_return"
-        signal = evaluate(policy, self.eval_envs[k], agent.cfg.seed + VALIDATION_SEED_OFFSET, agent.cfg.gamma)[key]
+        signal = validation["true_return" if agent.cfg.early_stop_signal == "oracle" else "verified_return"]
         best = agent.best
         if not math.isnan(signal) and signal > best["signal"]:
             best.update(
                 signal=signal,
                 update=agent.update,
                 state=self.population.agent_state(k),
-                row=dict(trained_metrics),
+                row=dict(trained),
                 evals_since=0,
             )
         else:
             best["evals_since"] += 1
-        return best["row"] if best["row"] is not None else dict(trained_metrics)
+        return best["row"] if best["row"] is not None else dict(trained)
 
     # ----- the loop ----------------------------------------------------------------------------------------------
 
@@ -357,9 +393,11 @@ class Trainer:
             desc=self.cfg.method if self.size == 1 else f"{self.cfg.method} x {self.size}",
         )
         summaries: dict[int, dict] = {}
+        fresh = [k for k, agent in enumerate(self.agents) if agent.update == 0 and not agent.eval_rows]
+        if fresh:
+            self.evaluate(fresh)
+            self._report(bar)
         for k, agent in enumerate(self.agents):
-            if agent.update == 0 and not agent.eval_rows:
-                self._report(bar, k, self.evaluate(k))
             if not agent.active:  # no budget, or finished before an interruption that came before its summary
                 self.save(k)
                 summaries[k] = self._finish(k)
@@ -372,12 +410,17 @@ class Trainer:
             for k in training:
                 self._record_update(k, {key: values[k] for key, values in rows.items()}, elapsed)
             bar.update(len(training) * steps)
-            for k in training:
-                agent = self.agents[k]
-                if agent.update % agent.eval_interval == 0 or not agent.active:
-                    self._report(bar, k, self.evaluate(k))
-                    self.save(k)
-                if not agent.active:
+            due = [
+                k
+                for k in training
+                if self.agents[k].update % self.agents[k].eval_interval == 0 or not self.agents[k].active
+            ]
+            if due:
+                self.evaluate(due)
+                self._report(bar)
+            for k in due:
+                self.save(k)
+                if not self.agents[k].active:
                     summaries[k] = self._finish(k)
         bar.close()
         return [summaries[k] for k in range(self.size)]
@@ -391,17 +434,23 @@ class Trainer:
         agent.train_rows.append({**agent.stamp(), **metrics})
         agent.log_scalars(metrics)
 
-    def _report(self, bar, k: int, results: dict[str, dict[str, float]]) -> None:
-        if self.size == 1:
-            deployed = results[self.method.deploy]
-            bar.set_postfix(true_return=f"{deployed['true_return']:.3f}", hacking_gap=f"{deployed['hacking_gap']:.2f}")
-        else:
-            bar.set_postfix(finished=f"{sum(not a.active for a in self.agents)}/{self.size}")
+    def _report(self, bar) -> None:
+        """The deployed policy's latest true return (mean over the agents just evaluated) on the progress bar."""
+        deployed = [result[self.method.deploy] for result in self.last_results.values()]
+        postfix = {
+            "true_return": f"{np.mean([d['true_return'] for d in deployed]):.3f}",
+            "hacking_gap": f"{np.nanmean([d['hacking_gap'] for d in deployed]):.2f}",
+        }
+        if self.size > 1:
+            postfix["finished"] = f"{sum(not a.active for a in self.agents)}/{self.size}"
+        bar.set_postfix(postfix)
 
     def _finish(self, k: int) -> dict:
         """Write agent ``k``'s summary.json (last, so a run with a summary is complete) and close its logs."""
         agent = self.agents[k]
-        summary = run_summary(agent.cfg, self.method.deploy, agent.eval_rows, agent.update, agent.env_steps, agent.wall_s)
+        summary = run_summary(
+            agent.cfg, self.method.deploy, agent.eval_rows, agent.update, agent.env_steps, agent.wall_s
+        )
         summary["population"] = self.size
         if self.method.early_stopping:
             summary["early_stopping"] = {

@@ -19,9 +19,9 @@ from pathlib import Path
 import tyro
 
 from oversight_rl.config import PRESETS, TrainConfig
+from oversight_rl.launch import resume, train
 from oversight_rl.plots import plot_run
 from oversight_rl.rundir import run_name
-from oversight_rl.launch import resume, train
 
 TABLE_METRICS = ("true_return", "diamond_rate", "ghost_rate", "hacking_gap", "gate_auroc")
 

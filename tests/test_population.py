@@ -100,7 +100,9 @@ def test_the_isolation_check_catches_coupled_agents(tiny_cfg, tmp_path, monkeypa
         monkeypatch.setattr(train_module, "clip_grad_norms", global_clip)
         cfg = {"max_grad_norm": 0.05}  # small enough that the clip binds
     elif broken == "shared_adam_statistics":
-        monkeypatch.setattr(population_module.AgentAdam, "step", shared_adam_statistics(population_module.AgentAdam.step))
+        monkeypatch.setattr(
+            population_module.AgentAdam, "step", shared_adam_statistics(population_module.AgentAdam.step)
+        )
         cfg = {}
     else:
         monkeypatch.setattr(Trainer, "_optimize", advantages_normalized_across_agents(Trainer._optimize))
@@ -256,4 +258,6 @@ def test_agent_adam_and_clip_match_torch_for_each_agent():
             if active[k]:
                 reference.step()
             for name, p in module.named_parameters():
-                torch.testing.assert_close(population.params[name][k], p.detach(), rtol=1e-5, atol=1e-6)  # float32 rounding only
+                torch.testing.assert_close(
+                    population.params[name][k], p.detach(), rtol=1e-5, atol=1e-6
+                )  # float32 rounding only

@@ -215,7 +215,8 @@ def test_routing_matches_an_explicit_mixture():
 
 
 def hand_rollout() -> Rollout:
-    """T=3, one agent, N=4. env0: labeled Diamond at t=1, then unfinished. env1: unlabeled Ghost at t=0, labeled Ghost at t=2.
+    """T=3, one agent, N=4. env0: labeled Diamond at t=1, then unfinished. env1: unlabeled Ghost at t=0, labeled
+    Ghost at t=2.
     env2: time-out at t=2. env3: unlabeled Diamond at t=2."""
     t, n = 3, 4
     dones = torch.tensor([[0, 1, 0, 0], [1, 0, 0, 0], [0, 1, 1, 1]], dtype=torch.bool)
