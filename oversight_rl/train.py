@@ -439,7 +439,7 @@ class Trainer:
         deployed = [result[self.method.deploy] for result in self.last_results.values()]
         postfix = {
             "true_return": f"{np.mean([d['true_return'] for d in deployed]):.3f}",
-            "hacking_gap": f"{np.nanmean([d['hacking_gap'] for d in deployed]):.2f}",
+            "hacking_gap": f"{np.mean([d['hacking_gap'] for d in deployed]):.2f}",
         }
         if self.size > 1:
             postfix["finished"] = f"{sum(not a.active for a in self.agents)}/{self.size}"
