@@ -11,8 +11,8 @@ from PIL import Image
 
 from envs.minigrid_envs import TWO_ROOMS, parse_layout
 from oversight_rl.deploy import load_policy
+from oversight_rl.launch import train
 from oversight_rl.pictures import Layout, default_layout, move_probabilities
-from oversight_rl.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
