@@ -4,8 +4,9 @@
     python scripts/plot_curves.py sweeps/oversight --out figures/
 
 Writes learning_curves.png, return_vs_oversight.png (the paper's Fig. 6a), hacking_vs_oversight.png and
-results.csv (one row per run), and prints mean [95% bootstrap CI] per method x oversight. Runs that are missing or
-failed are drawn as missing and listed, never dropped.
+results.csv (one row per run), and prints mean [95% bootstrap CI] per method x oversight. Runs that are missing,
+failed or unreadable (a damaged config.json, summary.json or eval.csv) are drawn as missing and listed with the
+reason, never dropped; a damaged sweep.json falls back to the runs found on disk.
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ def main(argv: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     out = Path(args.out or args.sweep_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        flag = "--out" if args.out else "SWEEP_DIR"
+        why = "is an existing file" if out.is_file() else f"cannot be created ({error.strerror or error})"
+        print(f"error: {flag} {out} {why}; it must be a directory for the figures and results.csv", file=sys.stderr)
+        return 2
     print(format_table(results))
     print()
     print(format_table(results, "ghost_rate_unoverseen"))
