@@ -302,18 +302,20 @@ def read_complete_csv(path: Path) -> list[dict]:
     return read_csv(path)
 
 
-def seed_band(curves: list[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and 95% bootstrap band over seeds at each evaluated step count: ``(env_steps, mean, low, high)``.
+def seed_band(curves: list[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and 95% bootstrap band over seeds at each evaluated step count, and how many seeds each point has:
+    ``(env_steps, mean, low, high, seeds)``.
 
     Runs are matched by step count; where a run has no evaluation (it stopped early) the band uses the others.
     """
     steps = np.unique(np.concatenate([curve.env_steps for curve in curves]))
-    stats = []
+    stats, seeds = [], []
     for step in steps:
-        values = [curve.true_return[curve.env_steps == step] for curve in curves]
-        stats.append(bootstrap_ci(np.concatenate(values)))
+        values = np.concatenate([curve.true_return[curve.env_steps == step] for curve in curves])
+        stats.append(bootstrap_ci(values))
+        seeds.append(int(np.isfinite(values).sum()))
     mean, low, high = np.array(stats, dtype=float).reshape(-1, 3).T
-    return steps, mean, low, high
+    return steps, mean, low, high, np.array(seeds, dtype=int)
 
 
 def write_results(results: SweepResults, path: Path) -> Path:

@@ -3,10 +3,11 @@
     python scripts/plot_curves.py sweeps/oversight
     python scripts/plot_curves.py sweeps/oversight --out figures/
 
-Writes learning_curves.png, return_vs_oversight.png (the paper's Fig. 6a), hacking_vs_oversight.png and
-results.csv (one row per run), and prints mean [95% bootstrap CI] per method x oversight. Runs that are missing,
-failed or unreadable (a damaged config.json, summary.json or eval.csv) are drawn as missing and listed with the
-reason, never dropped; a damaged sweep.json falls back to the runs found on disk.
+Writes learning_curves.png, return_vs_oversight.png (the paper's Fig. 6a), hacking_vs_oversight.png (the hacking
+gap, and the two ghost rates it is made of) and results.csv (one row per run), and prints mean [95% bootstrap CI]
+per method x oversight. Runs that are missing, failed or unreadable (a damaged config.json, summary.json or
+eval.csv) are drawn as missing and listed with the reason, never dropped; a damaged sweep.json falls back to the
+runs found on disk.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def main(argv: list[str]) -> int:
         return 2
     print(format_table(results))
     print()
-    print(format_table(results, "ghost_rate_unoverseen"))
+    print(format_table(results, "hacking_gap"))
     problems = format_problems(results)
     if problems:
         print(problems)
