@@ -27,8 +27,8 @@ from oversight_rl.results import RESULTS_CSV, format_problems, format_table, gat
 class CommandLine:
     sweep_dir: Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="SWEEP_DIR")]
     """Sweep directory (holds sweep.json and one run directory per grid point)."""
-    out: str | None = None
-    """Where to write the figures and results.csv; defaults to the sweep directory."""
+    out: Annotated[str | None, tyro.conf.arg(help_behavior_hint="(default: the sweep directory)")] = None
+    """Directory for the figures and results.csv."""
 
 
 def main(argv: list[str]) -> int:

@@ -331,6 +331,13 @@ def test_plot_script_refuses_an_out_that_is_a_file(serial_sweep, tmp_path, capsy
     assert out.read_text() == "not a directory"
 
 
+def test_plot_script_help_names_the_default_out_once(capsys):
+    with pytest.raises(SystemExit):
+        plot_cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert "(default: the sweep directory)" in text and "(default: None)" not in text
+
+
 def test_plot_script_refuses_a_directory_without_runs(tmp_path, capsys):
     assert plot_cli.main([str(tmp_path)]) == 2
     assert "no sweep.json" in capsys.readouterr().err
