@@ -7,6 +7,7 @@ Every figure states how many seeds each point has, keeps its legend outside the 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -104,7 +105,7 @@ def figure_run(run_dir: str | Path):
         label = f"{variant} (deployed)" if variant == summary["deployed"] else variant
         style = dict(marker=".", color=VARIANT_COLORS.get(variant), label=label)
         ret_ax.plot(steps, [row["true_return"] for row in mine], **style)
-        gap_ax.plot(steps, [row["hacking_gap"] for row in mine], **style)
+        gap_ax.plot(steps, [row.get("hacking_gap", math.nan) for row in mine], **style)  # older runs lack it
     for name, value in (run_references(run_dir) or {}).items():
         color, dashes = REFERENCE_STYLE[name]
         ret_ax.axhline(value, color=color, ls=dashes, lw=1, label=f"{REFERENCE_LABELS[name]}: {value:.2f}")
