@@ -2,13 +2,20 @@
 (the move map); the GIF's frames are composed and written with Pillow, which is much faster frame by frame.
 
 - :func:`behaviour_gif`: the Diamond- and Ghost-steered experts (or the single trained policy) play the same seeded
-  episodes side by side, on the run's environment as it renders itself.
+  episodes side by side.
 - :func:`move_map`: each expert's preferred move in every cell of one fixed Diamond/Ghost layout, as arrows whose
   length is the move's probability.
+
+One visual vocabulary in every picture, MiniGrid's: the Diamond is a cyan rhombus, a Ghost a violet ghost with white
+eyes, the agent a red triangle pointing along its last move, and overseen cells are amber. MiniGrid presets render
+themselves; a native preset's frames are drawn here with the same MiniGrid tiles and objects, and the move map uses
+the objects' own drawing. The Diamond expert is drawn in the Diamond's edge blue, the Ghost expert in the Ghost's
+violet (``plots.VARIANT_COLORS``).
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,18 +26,25 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.colors import ListedColormap, to_rgb  # noqa: E402
+from minigrid.core.grid import Grid  # noqa: E402
+from minigrid.core.world_object import WorldObj  # noqa: E402
 
-from envs import Terminal, layout_observation  # noqa: E402
+from envs import DiamondGhostMiniGridEnv, Terminal, layout_observation  # noqa: E402
 from envs.diamond_ghost import GHOST, MOVES  # noqa: E402
+from envs.minigrid_envs import ENTRY_POINT as MINIGRID_ENTRY_POINT  # noqa: E402
+from envs.minigrid_envs import MINIGRID_DIRECTION, OVERSEEN_TINT, Diamond, Ghost, OverseenFloor  # noqa: E402
 from oversight_rl.deploy import LoadedPolicy, load_policy  # noqa: E402
 from oversight_rl.methods import get_method  # noqa: E402
+from oversight_rl.plots import VARIANT_COLORS  # noqa: E402
 from oversight_rl.rundir import CONFIG, read_json  # noqa: E402
 
 Cell = tuple[int, int]
 VARIANT_TITLES = {"diamond": "Diamond expert", "ghost": "Ghost expert", "trained": "trained policy"}
-VARIANT_COLORS = {"diamond": "tab:blue", "ghost": "tab:red", "trained": "dimgray"}
-PANEL_COLORS = {"diamond": (31, 119, 180), "ghost": (214, 39, 40), "trained": (80, 80, 80)}  # the same, for Pillow
+PANEL_COLORS = {name: tuple(round(255 * c) for c in to_rgb(color)) for name, color in VARIANT_COLORS.items()}
+FLOOR, WALL = "#f2f2f2", "#646464"  # the move map's floor (light, under the arrows) and MiniGrid's wall grey
+TILE_PIXELS = 32  # MiniGrid's default tile size: the GIF's native frames match its MiniGrid ones
+MAX_FPS = 50.0  # GIF frames last whole hundredths of a second, and viewers slow down frames shorter than 0.02 s
 OUTCOMES = {Terminal.DIAMOND: "reached the Diamond", Terminal.GHOST: "reached a Ghost", Terminal.NONE: "timed out"}
 HOLD_FRAMES = 3  # extra frames that show how each episode ended
 
@@ -68,9 +82,11 @@ class RunEnvironment:
         return ("diamond", "ghost") if get_method(self.method).policy == "moe" else ("trained",)
 
     def make_env(self, oversight: float | None = None, render: bool = False) -> gym.Env:
-        """One single environment of the run (at its oversight unless told otherwise)."""
+        """One single environment of the run (at its oversight unless told otherwise); ``render`` asks a MiniGrid
+        preset to render itself (native presets are drawn by :func:`native_frame`)."""
         p = self.oversight if oversight is None else oversight
-        return gym.make(self.env_id, oversight=p, render_mode="rgb_array" if render else None)
+        minigrid = gym.spec(self.env_id).entry_point == MINIGRID_ENTRY_POINT
+        return gym.make(self.env_id, oversight=p, render_mode="rgb_array" if render and minigrid else None)
 
     def header(self, oversight: float | None = None) -> list[str]:
         """Short lines that say what a GIF shows."""
@@ -118,21 +134,46 @@ class Layout:
             raise ValueError(f"--diamond and --ghost must be different cells, got {[cell for _, cell in named]}")
 
 
+@dataclass(frozen=True)
+class LayoutChoice:
+    """The move map's layout as asked for: cells left unset come from :func:`default_layout`."""
+
+    diamond: Cell | None = None
+    ghosts: tuple[Cell, ...] = ()
+    ghost_overseen: bool = False
+    diamond_overseen: bool = False
+
+    def resolve(self, walls: np.ndarray, num_ghosts: int) -> Layout:
+        """The full layout on this room (checked: ``ValueError`` naming the flag if a cell is not allowed)."""
+        default = default_layout(walls, num_ghosts, diamond=self.diamond, ghosts=self.ghosts or None)
+        layout = Layout(
+            self.diamond or default.diamond, self.ghosts or default.ghosts, self.ghost_overseen, self.diamond_overseen
+        )
+        layout.check(walls, num_ghosts)
+        return layout
+
+
 def nearest_floor(walls: np.ndarray, target: Cell, taken: Sequence[Cell] = ()) -> Cell:
     """The free floor cell nearest to ``target`` (Manhattan distance; the first in row order on ties)."""
     floor = [tuple(int(v) for v in cell) for cell in np.argwhere(~walls) if tuple(cell) not in taken]
     return min(floor, key=lambda cell: abs(cell[0] - target[0]) + abs(cell[1] - target[1]))
 
 
-def default_layout(walls: np.ndarray, num_ghosts: int) -> Layout:
-    """The Diamond near the top-right corner, the Ghosts near the bottom-left, top-left and bottom-right; unwatched."""
+def default_layout(
+    walls: np.ndarray, num_ghosts: int, diamond: Cell | None = None, ghosts: Sequence[Cell] | None = None
+) -> Layout:
+    """The Diamond near the top-right corner, the Ghosts near the bottom-left, top-left and bottom-right; unwatched.
+    A ``diamond`` or ``ghosts`` given is kept, and the default cells avoid it. (Given cells are not checked here.)"""
     rows, cols = walls.shape
-    corners = [(rows - 1, 0), (0, 0), (rows - 1, cols - 1)]
-    diamond = nearest_floor(walls, (0, cols - 1))
-    ghosts: list[Cell] = []
-    for k in range(num_ghosts):
-        ghosts.append(nearest_floor(walls, corners[k % len(corners)], taken=[diamond, *ghosts]))
-    return Layout(diamond, tuple(ghosts))
+    given = [cell for cell in (diamond, *(ghosts or ())) if cell is not None]
+    if ghosts is None:
+        corners = [(rows - 1, 0), (0, 0), (rows - 1, cols - 1)]
+        ghosts = []
+        for k in range(num_ghosts):
+            ghosts.append(nearest_floor(walls, corners[k % len(corners)], taken=[*given, *ghosts]))
+    if diamond is None:
+        diamond = nearest_floor(walls, (0, cols - 1), taken=list(ghosts))
+    return Layout(tuple(diamond), tuple(tuple(ghost) for ghost in ghosts))
 
 
 def room_of(env: gym.Env) -> tuple[np.ndarray, int]:
@@ -155,11 +196,23 @@ def move_probabilities(policy: LoadedPolicy, walls: np.ndarray, layout: Layout, 
     return probs
 
 
+def object_sprite(obj: WorldObj, pixels: int = 144) -> np.ndarray:
+    """An RGBA image ``(pixels, pixels, 4)`` of one of the environment's objects, as MiniGrid draws it in a cell,
+    transparent around it (for the move map)."""
+    unused = np.array([1, 2, 3], dtype=np.uint8)  # a background colour no object uses
+    image = np.broadcast_to(unused, (pixels, pixels, 3)).copy()
+    obj.draw(image)
+    alpha = (image != unused).any(axis=2)
+    return np.dstack([image / 255.0, alpha.astype(float)])
+
+
 def draw_room(ax, walls: np.ndarray, layout: Layout) -> None:
-    """Floor, walls and overseen cells as a background, with the Diamond and the Ghosts marked."""
+    """Floor, walls and overseen cells as a background, with the Diamond and the Ghosts drawn as MiniGrid draws
+    them."""
     kind = np.where(walls, 1, 0)
     kind[layout.overseen_cells(walls.shape)] = 2
-    ax.imshow(kind, cmap=ListedColormap(["#f2f2f2", "#555555", "#f5c35a"]), vmin=0, vmax=2)
+    tint = "#{:02x}{:02x}{:02x}".format(*OVERSEEN_TINT)
+    ax.imshow(kind, cmap=ListedColormap([FLOOR, WALL, tint]), vmin=0, vmax=2)
     rows, cols = walls.shape
     ax.set_xticks(np.arange(-0.5, cols), minor=True)
     ax.set_yticks(np.arange(-0.5, rows), minor=True)
@@ -167,10 +220,10 @@ def draw_room(ax, walls: np.ndarray, layout: Layout) -> None:
     ax.tick_params(which="both", length=0)
     ax.set_xticks(range(cols))
     ax.set_yticks(range(rows))
-    ax.plot(layout.diamond[1], layout.diamond[0], marker="D", ms=16, color="#28d2f0", mec="#005a96", mew=2)
-    for ghost in layout.ghosts:
-        ax.plot(ghost[1], ghost[0], marker="o", ms=17, color="#aa50eb", mec="#3c1464", mew=2)
-        ax.text(ghost[1], ghost[0], "G", ha="center", va="center", color="white", fontsize=9, weight="bold")
+    sprites = [(Diamond(), layout.diamond), *((Ghost(), ghost) for ghost in layout.ghosts)]
+    for obj, (row, col) in sprites:
+        ax.imshow(object_sprite(obj), extent=(col - 0.5, col + 0.5, row + 0.5, row - 0.5), interpolation="antialiased")
+    ax.set(xlim=(-0.5, cols - 0.5), ylim=(rows - 0.5, -0.5))
 
 
 def draw_moves(ax, probs: np.ndarray, color: str) -> None:
@@ -196,31 +249,39 @@ def draw_moves(ax, probs: np.ndarray, color: str) -> None:
     )
 
 
-def move_map(run_dir: str | Path, path: str | Path, layout: Layout | None = None, env_id: str | None = None) -> Path:
-    """Each pictured policy's preferred move in every free cell of ``layout`` (default: :func:`default_layout`), on
-    the run's environment or ``env_id``."""
+def move_map(
+    run_dir: str | Path, path: str | Path, layout: LayoutChoice | None = None, env_id: str | None = None
+) -> Path:
+    """Each pictured policy's preferred move in every free cell of ``layout`` (unset cells from
+    :func:`default_layout`), on the run's environment or ``env_id``."""
+    return save(figure_move_map(run_dir, layout, env_id), path)
+
+
+def figure_move_map(run_dir: str | Path, layout: LayoutChoice | None = None, env_id: str | None = None):
+    """The figure of :func:`move_map`, not yet saved."""
     run = RunEnvironment.of(run_dir, env_id)
     env = run.make_env()
     walls, num_ghosts = room_of(env)
-    layout = layout or default_layout(walls, num_ghosts)
-    layout.check(walls, num_ghosts)
+    chosen = (layout or LayoutChoice()).resolve(walls, num_ghosts)
     observe = env.get_wrapper_attr("observe_oversight")
     rows, cols = walls.shape
-    size = 3.3 * cols / max(rows, cols) + 0.4, 3.3 * rows / max(rows, cols) + 0.9
-    fig, axes = plt.subplots(1, len(run.variants), figsize=(size[0] * len(run.variants), size[1]), squeeze=False)
+    panel = 3.3 * cols / max(rows, cols) + 0.4, 3.3 * rows / max(rows, cols) + 0.3
+    panels = len(run.variants)
+    width = max(panel[0] * panels, 4.6)  # room for the title above a single panel
+    fig, axes = plt.subplots(1, panels, figsize=(width, panel[1] + 0.8), squeeze=False, constrained_layout=True)
     for ax, variant in zip(axes[0], run.variants, strict=True):
-        probs = move_probabilities(load_policy(run_dir, variant), walls, layout, observe)
-        draw_room(ax, walls, layout)
+        probs = move_probabilities(load_policy(run_dir, variant), walls, chosen, observe)
+        draw_room(ax, walls, chosen)
         draw_moves(ax, probs, VARIANT_COLORS[variant])
         ax.set_title(VARIANT_TITLES[variant], color=VARIANT_COLORS[variant], fontsize=11)
-    watched = [name for name, on in (("Diamond", layout.diamond_overseen), ("Ghost", layout.ghost_overseen)) if on]
-    fig.suptitle(
-        f"{run.method} at oversight {run.oversight:g}: most probable move from each cell\n"
+    watched = [name for name, on in (("Diamond", chosen.diamond_overseen), ("Ghost", chosen.ghost_overseen)) if on]
+    title = [
+        f"{run.method} at oversight {run.oversight:g}: most probable move from each cell",
         f"arrow length = its probability; overseen (amber): {', '.join(watched) or 'nothing'}",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    return save(fig, path)
+    ]
+    characters = int(width * 72 / (9 * 0.52))  # of a 9-point title that fit the figure's width
+    fig.suptitle("\n".join(textwrap.fill(line, characters) for line in title), fontsize=9)
+    return fig
 
 
 # ----- behaviour GIF ----------------------------------------------------------------------------------------------
@@ -232,18 +293,44 @@ class Frame:
     status: str
 
 
+def native_frame(env: gym.Env, action: int | None) -> np.ndarray:
+    """A native environment's current state drawn with MiniGrid's tiles and the MiniGrid presets' objects, so that
+    it looks exactly as its MiniGrid twin renders itself (outer wall included); the agent faces its last move."""
+    state = env.unwrapped.grid  # the DiamondGhostGrid of a single native environment
+    rows, cols = state.rows, state.cols
+    grid = Grid(cols + 2, rows + 2)
+    grid.wall_rect(0, 0, cols + 2, rows + 2)
+    if state.spurious[0]:
+        for row, col in np.ndindex(rows, cols):
+            grid.set(col + 1, row + 1, OverseenFloor())
+    objects = [(Diamond(state.diamond_overseen[0]), state.diamond[0]), (Ghost(state.ghost_overseen[0]), state.ghost[0])]
+    for obj, (row, col) in objects:
+        grid.set(int(col) + 1, int(row) + 1, obj)
+    row, col = (int(v) for v in state.agent[0])
+    direction = MINIGRID_DIRECTION[0 if action is None else action]  # facing up until the first move, as MiniGrid
+    return grid.render(TILE_PIXELS, agent_pos=(col + 1, row + 1), agent_dir=direction)
+
+
+def frame_of(env: gym.Env, action: int | None) -> np.ndarray:
+    """The current picture of a single environment: MiniGrid presets render themselves, native ones are drawn alike."""
+    if isinstance(env.unwrapped, DiamondGhostMiniGridEnv):
+        return env.render()
+    return native_frame(env, action)
+
+
 def play_episode(env: gym.Env, policy: LoadedPolicy, seed: int, rng: np.random.Generator, name: str) -> list[Frame]:
     """Frames of one episode from ``reset(seed=seed)``, the last one held for a moment with its outcome."""
     obs, _ = env.reset(seed=seed)
-    frames = [Frame(env.render(), f"{name}: start")]
+    frames = [Frame(frame_of(env, None), f"{name}: start")]
     while True:
-        obs, _, terminated, truncated, info = env.step(int(policy.act(obs[None], rng)[0]))
+        action = int(policy.act(obs[None], rng)[0])
+        obs, _, terminated, truncated, info = env.step(action)
         if terminated or truncated:
             watched = "overseen" if info["labeled"] else "not overseen"
             outcome = OUTCOMES[Terminal(info["terminal"])]
             status = f"{outcome} ({watched})" if terminated else outcome
-            return frames + [Frame(env.render(), f"{name}: {status}")] * (1 + HOLD_FRAMES)
-        frames.append(Frame(env.render(), f"{name}: step {len(frames)}"))
+            return frames + [Frame(frame_of(env, action), f"{name}: {status}")] * (1 + HOLD_FRAMES)
+        frames.append(Frame(frame_of(env, action), f"{name}: step {len(frames)}"))
 
 
 def play_side_by_side(
@@ -276,37 +363,49 @@ def behaviour_gif(
 ) -> Path:
     """A GIF of the pictured policies playing ``episodes`` seeded episodes side by side (same layouts in every
     panel), on the run's environment (or ``env_id``) at its oversight (or ``oversight``)."""
-    if episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {episodes}")
-    if oversight is not None and not 0.0 <= oversight <= 1.0:
-        raise ValueError(f"--oversight must be in [0, 1], got {oversight}")
+    check_gif_settings(episodes, oversight, fps)
     run = RunEnvironment.of(run_dir, env_id)
     timeline = play_side_by_side(run, run_dir, episodes, seed, oversight)
     frames = [compose_frame(step, run.variants, run.header(oversight)) for step in timeline]
     return write_gif(frames, path, fps)
 
 
+def check_gif_settings(episodes: int, oversight: float | None, fps: float) -> None:
+    """``ValueError`` naming the flag unless the GIF's settings are usable (checked before anything is written)."""
+    if episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {episodes}")
+    if oversight is not None and not 0.0 <= oversight <= 1.0:
+        raise ValueError(f"--oversight must be in [0, 1], got {oversight}")
+    if not 0.0 < fps <= MAX_FPS:
+        raise ValueError(f"--fps must be in (0, {MAX_FPS:g}] frames per second, got {fps:g}")
+
+
 def compose_frame(step: dict[str, Frame], variants: Sequence[str], header: list[str], height: int = 240) -> np.ndarray:
     """One GIF frame: a header, then each variant's rendered environment (scaled to about ``height`` pixels by
-    whole pixels) under its name and status."""
+    whole pixels) under its name and status. The frame's size depends only on the header and the panels, never on
+    the status, so every frame of a GIF has the same size; no text is cut off."""
     from PIL import Image, ImageDraw, ImageFont
 
     scale = max(1, round(height / step[variants[0]].image.shape[0]))
     panels = [np.repeat(np.repeat(step[v].image, scale, axis=0), scale, axis=1) for v in variants]
     small, large, gap = ImageFont.load_default(size=11), ImageFont.load_default(size=15), 12
     top = 14 * len(header) + 56
-    width = sum(panel.shape[1] for panel in panels) + gap * (len(panels) + 1)
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    longest_status = f"episode 99: {max(OUTCOMES.values(), key=len)} (not overseen)"
+    slot = max(max(panel.shape[1] for panel in panels), round(draw.textlength(longest_status, font=small)))
+    slots = slot * len(panels) + gap * (len(panels) + 1)
+    width = max(slots, round(max(draw.textlength(line, font=small) for line in header)) + 2 * gap)
     canvas = Image.new("RGB", (width, top + max(panel.shape[0] for panel in panels) + gap), "white")
     draw = ImageDraw.Draw(canvas)
     for line, text in enumerate(header):
         draw.text((width / 2, 6 + 14 * line), text, fill="black", font=small, anchor="mt")
-    x = gap
+    x = (width - slots) // 2 + gap
     for variant, panel in zip(variants, panels, strict=True):
-        centre = x + panel.shape[1] / 2
+        centre = x + slot / 2
         draw.text((centre, top - 44), VARIANT_TITLES[variant], fill=PANEL_COLORS[variant], font=large, anchor="mt")
         draw.text((centre, top - 22), step[variant].status, fill="black", font=small, anchor="mt")
-        canvas.paste(Image.fromarray(panel), (x, top))
-        x += panel.shape[1] + gap
+        canvas.paste(Image.fromarray(panel), (round(centre - panel.shape[1] / 2), top))
+        x += slot + gap
     return np.asarray(canvas)
 
 
@@ -326,6 +425,6 @@ def write_gif(frames: list[np.ndarray], path: str | Path, fps: float) -> Path:
 def save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # nothing is cut off, whatever the title's length
     plt.close(fig)
     return path

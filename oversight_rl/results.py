@@ -7,26 +7,64 @@ missing or failed run is reported, never dropped.
 
 from __future__ import annotations
 
+import csv
 import math
+import re
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
 
 import numpy as np
 
+from oversight_rl.methods import METHODS
 from oversight_rl.rundir import CHECKPOINT, CONFIG, EVAL_CSV, SUMMARY, read_csv, read_json, run_name, write_csv
 
 SWEEP_JSON, RESULTS_CSV, ERROR = "sweep.json", "results.csv", "error.json"
 
-DONE, FAILED, INTERRUPTED, MISSING = "done", "failed", "interrupted", "missing"
+DONE, FAILED, INTERRUPTED, MISSING, UNREADABLE = "done", "failed", "interrupted", "missing", "unreadable"
 """Run states: finished (summary.json); failed (error.json newer than any checkpoint); interrupted (started, not
-finished, not failed); missing (no run directory)."""
+finished, not failed); missing (no run directory); unreadable (its config.json or summary.json cannot be read, so
+nothing of it is drawn; ``reason`` names the file and the error)."""
 
 BASE_COLUMNS = ("method", "oversight", "seed", "status", "deployed", "run")
+READ_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, csv.Error)
+"""What reading a damaged run file raises: missing or unreadable file, bad JSON or CSV, missing or mistyped fields."""
+
+Point = tuple[str, float, int]
+RUN_NAME = re.compile(r"^(?P<method>.+)-p(?P<oversight>[0-9.e+-]+)-s(?P<seed>[0-9]+)$")
+
+
+class Unreadable(Exception):
+    """A run file that cannot be read or lacks what it must hold; the message is ``file: what is wrong``."""
+
+
+class Malformed(ValueError):
+    """A run file that parses but lacks what it must hold (described by its message alone)."""
+
+
+def describe(error: BaseException) -> str:
+    """``Type: message`` of an exception, on one line."""
+    if isinstance(error, Malformed):
+        return str(error)
+    if isinstance(error, KeyError):
+        return f"KeyError: missing {error.args[0]!r}" if error.args else "KeyError"
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def read_run_file(path: Path, reader, check=lambda content: content):
+    """``check(reader(path))``, or :class:`Unreadable` naming the file and the error."""
+    try:
+        if path.exists() and path.stat().st_size == 0:
+            raise Malformed("empty file")
+        return check(reader(path))
+    except READ_ERRORS as error:
+        raise Unreadable(f"{path.name}: {describe(error)}") from error
 
 
 def run_status(run_dir: Path) -> str:
-    """The state of one run directory: done, failed, interrupted or missing."""
+    """The state of one run directory as its files say: done, failed, interrupted or missing (whether the files
+    can be read is :func:`gather`'s business)."""
     run_dir = Path(run_dir)
     if (run_dir / SUMMARY).exists():
         return DONE
@@ -39,9 +77,12 @@ def run_status(run_dir: Path) -> str:
 
 
 def error_line(run_dir: Path) -> str:
-    """``Type: message`` of a failed run's recorded error, on one line."""
-    error = read_json(Path(run_dir) / ERROR)
-    message = (error.get("message") or "").strip().splitlines()
+    """``Type: message`` of a failed run's recorded error, on one line (or why error.json cannot be read)."""
+    try:
+        error = read_run_file(Path(run_dir) / ERROR, read_json, check=dict)
+    except Unreadable as unreadable:
+        return str(unreadable)
+    message = str(error.get("message") or "").strip().splitlines()
     return f"{error.get('type', 'Error')}: {message[0] if message else ''}".rstrip(": ")
 
 
@@ -80,97 +121,152 @@ class Curve:
 
 @dataclass
 class SweepResults:
-    """One row per run (``rows``, as written to results.csv) and the learning curves of the finished runs."""
+    """One row per run (``rows``, as written to results.csv), the learning curves of the finished runs, and notes
+    on the sweep as a whole (an unreadable sweep.json, for instance)."""
 
     rows: list[dict]
     curves: list[Curve] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def methods(self) -> list[str]:
-        return list(dict.fromkeys(row["method"] for row in self.rows))
+        return list(dict.fromkeys(row["method"] for row in self.rows if row["method"] is not None))
 
     @property
     def oversights(self) -> list[float]:
-        return sorted({row["oversight"] for row in self.rows})
+        return sorted({row["oversight"] for row in self.rows if row["oversight"] is not None})
 
     def rows_at(self, method: str, oversight: float) -> list[dict]:
         return [r for r in self.rows if r["method"] == method and r["oversight"] == oversight]
 
+    def curves_at(self, method: str, oversight: float) -> list[Curve]:
+        return [c for c in self.curves if c.method == method and c.oversight == oversight]
+
     def problems(self) -> list[dict]:
-        """Rows of runs that did not finish."""
-        return [row for row in self.rows if row["status"] != DONE]
+        """Rows of runs that are not drawn in full: not finished, unreadable, or finished without a learning curve."""
+        return [row for row in self.rows if row["status"] != DONE or row.get("reason")]
 
 
-def expected_grid(sweep_dir: Path) -> list[tuple[str, float, int]]:
-    """Grid points ``(method, oversight, seed)`` that sweep.json asks for; none without a sweep.json."""
+def expected_grid(sweep_dir: Path) -> tuple[list[Point], list[str]]:
+    """Grid points ``(method, oversight, seed)`` that sweep.json asks for (none without a sweep.json), and a note if
+    sweep.json cannot be read, in which case the grid is the runs found on disk."""
     path = Path(sweep_dir) / SWEEP_JSON
     if not path.exists():
-        return []
-    sweep = read_json(path)
-    return list(product(sweep["methods"], [float(p) for p in sweep["oversight"]], range(sweep["seeds"])))
+        return [], []
+
+    def grid(sweep: dict) -> list[Point]:
+        return list(product(map(str, sweep["methods"]), map(float, sweep["oversight"]), range(int(sweep["seeds"]))))
+
+    try:
+        return read_run_file(path, read_json, check=grid), []
+    except Unreadable as error:
+        return [], [f"{error}; the grid is the runs found on disk (runs never started are not listed)"]
 
 
-def found_runs(sweep_dir: Path) -> dict[tuple[str, float, int], Path]:
-    """Run directories on disk (any subdirectory with a config.json), by grid point."""
-    runs = {}
-    for config_path in sorted(Path(sweep_dir).glob(f"*/{CONFIG}")):
-        config = read_json(config_path)
-        runs[(config["method"], float(config["oversight"]), int(config["seed"]))] = config_path.parent
-    return runs
+def parse_run_name(name: str) -> Point | None:
+    """The grid point a sweep's run directory name encodes (``routing-p0.1-s0``), or None."""
+    match = RUN_NAME.match(name)
+    if not match:
+        return None
+    try:
+        return match["method"], float(match["oversight"]), int(match["seed"])
+    except ValueError:
+        return None
+
+
+def place_run(run_dir: Path) -> tuple[Point | None, str | None]:
+    """A run directory's grid point, from its config.json or, if that cannot be read, from its name; and the
+    reason config.json cannot be read (None if it can)."""
+
+    def point(config: dict) -> Point:
+        return str(config["method"]), float(config["oversight"]), int(config["seed"])
+
+    try:
+        return read_run_file(run_dir / CONFIG, read_json, check=point), None
+    except Unreadable as error:
+        return parse_run_name(run_dir.name), str(error)
+
+
+def found_runs(sweep_dir: Path) -> dict[Path, tuple[Point | None, str | None]]:
+    """Run directories on disk (any subdirectory with a config.json): their grid point and config problem."""
+    return {path.parent: place_run(path.parent) for path in sorted(Path(sweep_dir).glob(f"*/{CONFIG}"))}
 
 
 def gather(sweep_dir: str | Path) -> SweepResults:
     """Read every expected or present run of a sweep directory into rows and curves.
 
-    Raises ``FileNotFoundError`` when the directory holds neither a sweep.json nor any run.
+    A damaged file never stops the reading: its run gets the status ``unreadable`` (or, for eval.csv, no learning
+    curve) and a ``reason``. Raises ``FileNotFoundError`` when the directory holds neither a sweep.json nor any run.
     """
     sweep_dir = Path(sweep_dir)
+    expected, notes = expected_grid(sweep_dir)
     found = found_runs(sweep_dir) if sweep_dir.exists() else {}
-    points = list(dict.fromkeys(expected_grid(sweep_dir) + list(found)))
-    if not points:
+    by_point = {point: run_dir for run_dir, (point, _) in found.items() if point is not None}
+    points = list(dict.fromkeys(expected + sorted(by_point, key=registry_order)))
+    if not points and not found:
         raise FileNotFoundError(f"{sweep_dir} holds no {SWEEP_JSON} and no run directories")
     methods = method_order(points)
     points.sort(key=lambda point: (methods.index(point[0]), point[1], point[2]))
     rows, curves = [], []
-    for method, oversight, seed in points:
-        run_dir = found.get((method, oversight, seed), sweep_dir / run_name(method, oversight, seed))
-        row = run_row(method, oversight, seed, run_dir)
+    for point in points:
+        run_dir = by_point.get(point, sweep_dir / run_name(*point))
+        row, curve = run_row(point, run_dir, found.get(run_dir, (None, None))[1])
         rows.append(row)
-        if row["status"] == DONE:
-            curves.append(deployed_curve(run_dir, row))
-    return SweepResults(tidy(rows), curves)
+        curves += [curve] if curve is not None else []
+    for run_dir, (point, problem) in found.items():
+        if point is None:  # neither config.json nor the directory's name says where the run belongs
+            rows.append(run_row((None, None, None), run_dir, problem)[0])
+    return SweepResults(tidy(rows), curves, notes)
 
 
-def method_order(points: list[tuple[str, float, int]]) -> list[str]:
+def registry_order(point: Point) -> tuple:
+    """Sort key of grid points found on disk: methods in the order the package registers them, then unknown ones."""
+    known = list(METHODS)
+    return (known.index(point[0]) if point[0] in known else len(known), point[0], point[1], point[2])
+
+
+def method_order(points: list[Point]) -> list[str]:
     return list(dict.fromkeys(method for method, _, _ in points))
 
 
-def run_row(method: str, oversight: float, seed: int, run_dir: Path) -> dict:
-    """One results.csv row: the grid point, its state, and the deployed variant's final metrics if finished."""
-    status = run_status(run_dir)
-    row = {
-        "method": method,
-        "oversight": oversight,
-        "seed": seed,
-        "status": status,
-        "deployed": None,
-        "run": run_dir.name,
-    }
-    if status == DONE:
-        summary = read_json(run_dir / SUMMARY)
-        variant = summary["variants"][summary["deployed"]]
-        final = {k: v for k, v in variant["final"].items() if k != "policy"}
-        row.update(deployed=summary["deployed"], **final, best_true_return=variant["best"]["true_return"])
-    row["error"] = error_line(run_dir) if status == FAILED else None
-    return row
+def run_row(point: Point, run_dir: Path, config_problem: str | None = None) -> tuple[dict, Curve | None]:
+    """One results.csv row (the grid point, its state, and the deployed variant's final metrics if finished) and
+    the run's deployed learning curve (None unless finished and readable)."""
+    method, oversight, seed = point
+    status = UNREADABLE if config_problem else run_status(run_dir)
+    row = {"method": method, "oversight": oversight, "seed": seed, "status": status, "deployed": None}
+    row.update(run=run_dir.name, reason=config_problem)
+    if status == FAILED:
+        row["reason"] = error_line(run_dir)
+    if status != DONE:
+        return row, None
+    try:
+        deployed, final = read_run_file(run_dir / SUMMARY, read_json, check=deployed_final)
+    except Unreadable as error:
+        row.update(status=UNREADABLE, reason=str(error))
+        return row, None
+    row.update(deployed=deployed, **final)
+    try:
+        return row, deployed_curve(run_dir, row)
+    except Unreadable as error:
+        row["reason"] = str(error)  # the final values stand; only the curve is lost
+        return row, None
+
+
+def deployed_final(summary: dict) -> tuple[str, dict]:
+    """The deployed variant's name and final metrics in a summary.json."""
+    deployed = summary["deployed"]
+    final = summary["variants"][deployed]["final"]
+    return str(deployed), {k: v for k, v in final.items() if k != "policy"}
 
 
 def tidy(rows: list[dict]) -> list[dict]:
-    """Give every row the same columns (missing values as None, written as empty cells) in a stable order."""
+    """Give every row the same columns (missing values as None, written as empty cells) in a stable order, with
+    ``reason`` last."""
     columns = dict.fromkeys(BASE_COLUMNS)
     for row in rows:
-        columns.update(dict.fromkeys(k for k in row if k != "error"))
-    columns["error"] = None
+        columns.update(dict.fromkeys(k for k in row if k != "reason"))
+    columns["reason"] = None
     return [{column: _none_if_nan(row.get(column)) for column in columns} for row in rows]
 
 
@@ -179,29 +275,47 @@ def _none_if_nan(value):
 
 
 def deployed_curve(run_dir: Path, row: dict) -> Curve:
-    """True return of the deployed variant at every evaluation of a finished run."""
-    evals = [r for r in read_csv(run_dir / EVAL_CSV) if r["policy"] == row["deployed"]]
-    return Curve(
-        row["method"],
-        row["oversight"],
-        row["seed"],
-        np.array([r["env_steps"] for r in evals], dtype=float),
-        np.array([r["true_return"] for r in evals], dtype=float),
-    )
+    """True return of the deployed variant at every evaluation of a finished run; :class:`Unreadable` if eval.csv
+    cannot be read or holds no evaluation of the deployed variant."""
+
+    def curve(rows: list[dict]) -> Curve:
+        if not rows:
+            raise Malformed("no evaluations (header only)")
+        evals = [r for r in rows if r["policy"] == row["deployed"]]
+        if not evals:
+            raise Malformed(f"no evaluations of the deployed policy {row['deployed']!r}")
+        steps = np.array([r["env_steps"] for r in evals], dtype=float)
+        returns = np.array([r["true_return"] for r in evals], dtype=float)
+        return Curve(row["method"], row["oversight"], row["seed"], steps, returns)
+
+    return read_run_file(run_dir / EVAL_CSV, read_complete_csv, check=curve)
 
 
-def seed_band(curves: list[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and 95% bootstrap band over seeds at each evaluated step count: ``(env_steps, mean, low, high)``.
+def read_complete_csv(path: Path) -> list[dict]:
+    """:func:`read_csv`, after checking that every line has as many fields as the header (a file cut short has
+    not)."""
+    with open(path, newline="") as f:
+        lines = list(csv.reader(f))
+    for number, fields in enumerate(lines[1:], start=2):
+        if len(fields) != len(lines[0]):
+            raise Malformed(f"line {number} has {len(fields)} of {len(lines[0])} fields (file cut short?)")
+    return read_csv(path)
+
+
+def seed_band(curves: list[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and 95% bootstrap band over seeds at each evaluated step count, and how many seeds each point has:
+    ``(env_steps, mean, low, high, seeds)``.
 
     Runs are matched by step count; where a run has no evaluation (it stopped early) the band uses the others.
     """
     steps = np.unique(np.concatenate([curve.env_steps for curve in curves]))
-    stats = []
+    stats, seeds = [], []
     for step in steps:
-        values = [curve.true_return[curve.env_steps == step] for curve in curves]
-        stats.append(bootstrap_ci(np.concatenate(values)))
+        values = np.concatenate([curve.true_return[curve.env_steps == step] for curve in curves])
+        stats.append(bootstrap_ci(values))
+        seeds.append(int(np.isfinite(values).sum()))
     mean, low, high = np.array(stats, dtype=float).reshape(-1, 3).T
-    return steps, mean, low, high
+    return steps, mean, low, high, np.array(seeds, dtype=int)
 
 
 def write_results(results: SweepResults, path: Path) -> Path:
@@ -237,15 +351,18 @@ def summary_cell(rows: list[dict], metric: str) -> str:
 
 
 def format_problems(results: SweepResults) -> str:
-    """The runs that did not finish: one line per failed run with its error, one line per other state listing its
-    runs; empty if every run finished."""
+    """The runs not drawn in full, one line per failed, unreadable or curve-less run with its reason and one line
+    per other state listing its runs, then the sweep's notes; empty if every run finished and was read."""
     problems = results.problems()
-    if not problems:
-        return ""
-    lines = [f"{len(problems)} of {len(results.rows)} runs not finished (drawn as missing in the plots):"]
-    lines += [f"  failed: {row['run']} ({row['error']})" for row in problems if row["status"] == FAILED]
-    for status in (INTERRUPTED, MISSING):
-        names = [row["run"] for row in problems if row["status"] == status]
-        if names:
-            lines.append(f"  {status} ({len(names)}): {', '.join(names)}")
+    lines = []
+    if problems:
+        lines.append(f"{len(problems)} of {len(results.rows)} runs not drawn in full:")
+        for status, label in ((FAILED, "failed"), (UNREADABLE, "unreadable")):
+            lines += [f"  {label}: {row['run']} ({row['reason']})" for row in problems if row["status"] == status]
+        lines += [f"  no learning curve: {row['run']} ({row['reason']})" for row in problems if row["status"] == DONE]
+        for status in (INTERRUPTED, MISSING):
+            names = [row["run"] for row in problems if row["status"] == status]
+            if names:
+                lines.append(f"  {status} ({len(names)}): {', '.join(names)}")
+    lines += [f"note: {note}" for note in results.notes]
     return "\n".join(lines)

@@ -3,9 +3,11 @@
     python scripts/plot_curves.py sweeps/oversight
     python scripts/plot_curves.py sweeps/oversight --out figures/
 
-Writes learning_curves.png, return_vs_oversight.png (the paper's Fig. 6a), hacking_vs_oversight.png and
-results.csv (one row per run), and prints mean [95% bootstrap CI] per method x oversight. Runs that are missing or
-failed are drawn as missing and listed, never dropped.
+Writes learning_curves.png, return_vs_oversight.png (the paper's Fig. 6a), hacking_vs_oversight.png (the hacking
+gap, and the two ghost rates it is made of) and results.csv (one row per run), and prints mean [95% bootstrap CI]
+per method x oversight. Runs that are missing, failed or unreadable (a damaged config.json, summary.json or
+eval.csv) are drawn as missing and listed with the reason, never dropped; a damaged sweep.json falls back to the
+runs found on disk.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from oversight_rl.results import RESULTS_CSV, format_problems, format_table, gat
 class CommandLine:
     sweep_dir: Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="SWEEP_DIR")]
     """Sweep directory (holds sweep.json and one run directory per grid point)."""
-    out: str | None = None
-    """Where to write the figures and results.csv; defaults to the sweep directory."""
+    out: Annotated[str | None, tyro.conf.arg(help_behavior_hint="(default: the sweep directory)")] = None
+    """Directory for the figures and results.csv."""
 
 
 def main(argv: list[str]) -> int:
@@ -37,10 +39,16 @@ def main(argv: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     out = Path(args.out or args.sweep_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        flag = "--out" if args.out else "SWEEP_DIR"
+        why = "is an existing file" if out.is_file() else f"cannot be created ({error.strerror or error})"
+        print(f"error: {flag} {out} {why}; it must be a directory for the figures and results.csv", file=sys.stderr)
+        return 2
     print(format_table(results))
     print()
-    print(format_table(results, "ghost_rate_unoverseen"))
+    print(format_table(results, "hacking_gap"))
     problems = format_problems(results)
     if problems:
         print(problems)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -42,17 +43,28 @@ def parse(argv: list[str]) -> CommandLine:
     return tyro.cli(CommandLine, default=default, args=argv, description=__doc__.splitlines()[0])
 
 
+def table_cell(value) -> str:
+    """A metric to three decimals; ``n/a`` where the variant has no value (None in summary.json, NaN in memory)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.3f}"
+
+
 def print_table(summary: dict) -> None:
+    """Final evaluation of each variant, the deployed one marked ``*``. The best evaluation seen during training is
+    left out: it is picked on the test episodes, so it is no result."""
     print(
         f"\n{summary['method']} at oversight {summary['oversight']:g}, seed {summary['seed']}: "
-        f"{summary['env_steps']:,} env steps in {summary['wall_s']:.0f} s (deployed: {summary['deployed']})"
+        f"{summary['env_steps']:,} env steps in {summary['wall_s']:.0f} s"
     )
-    print(f"{'variant':<10}" + "".join(f"{m:>22}" for m in TABLE_METRICS))
+    names = {v: f"{v} *" if v == summary["deployed"] else v for v in summary["variants"]}
+    first = max(len("variant"), *map(len, names.values())) + 2
+    widths = [max(len(metric), 6) + 2 for metric in TABLE_METRICS]
+    print("variant".ljust(first) + "".join(m.rjust(w) for m, w in zip(TABLE_METRICS, widths, strict=True)))
     for variant, result in summary["variants"].items():
-        final, best = result["final"], result["best"]
-        cells = [f"{final[m]:.3f}" if final[m] is not None else "n/a" for m in TABLE_METRICS]
-        cells[0] += f" (best {best['true_return']:.3f})"
-        print(f"{variant:<10}" + "".join(f"{c:>22}" for c in cells))
+        cells = [table_cell(result["final"].get(metric)) for metric in TABLE_METRICS]
+        print(names[variant].ljust(first) + "".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)))
+    print("* deployed: the variant this method deploys; every value is from the final evaluation")
 
 
 def main(argv: list[str]) -> int:

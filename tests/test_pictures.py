@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
+import gymnasium as gym
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from PIL import Image
 
-from envs.minigrid_envs import TWO_ROOMS, parse_layout
+from envs.minigrid_envs import (
+    DIAMOND_EDGE_RGB,
+    DIAMOND_RGB,
+    GHOST_RGB,
+    OVERSEEN_TINT,
+    TWO_ROOMS,
+    Diamond,
+    Ghost,
+    parse_layout,
+)
+from oversight_rl import pictures
 from oversight_rl.deploy import load_policy
 from oversight_rl.launch import train
-from oversight_rl.pictures import Layout, default_layout, move_probabilities
+from oversight_rl.pictures import Layout, LayoutChoice, default_layout, move_probabilities
+from oversight_rl.plots import VARIANT_COLORS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,6 +35,7 @@ def load_script(name: str):
     """Import ``scripts/<name>.py`` (the scripts are not a package) to call its ``main(argv)`` in this process."""
     spec = importlib.util.spec_from_file_location(f"scripts_{name}", ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and tyro look the module up by name
     spec.loader.exec_module(module)
     return module
 
@@ -81,9 +96,12 @@ BAD_FLAGS = {  # id: (layout flags, pattern of the error)
     "outside": (["--diamond", "5", "0", "--ghost", "0", "0"], "--diamond 5 0 is outside the 5x5 grid"),
     "negative": (["--diamond", "1", "1", "--ghost", "-1", "0"], "--ghost -1 0 is outside"),
     "same-cell": (["--diamond", "2", "2", "--ghost", "2", "2"], "--diamond and --ghost must be different cells"),
-    "diamond-only": (["--diamond", "2", "2"], "--diamond and --ghost go together"),
     "two-ghosts": (["--diamond", "0", "0", "--ghost", "1", "1", "--ghost", "2", "2"], "once per Ghost"),
     "episodes": (["--episodes", "0"], "--episodes must be >= 1"),
+    "fps-zero": (["--fps", "0"], "--fps must be in (0, 50] frames per second, got 0"),
+    "fps-negative": (["--fps", "-2"], "--fps must be in (0, 50] frames per second, got -2"),
+    "fps-nan": (["--fps", "nan"], "--fps must be in (0, 50]"),
+    "fps-too-fast": (["--fps", "500"], "--fps must be in (0, 50]"),
     "env-shape": (
         ["--env", "OversightRL/MiniGrid-DiamondGhost-TwoRooms-v0"],
         "observes (4, 5, 9), but the policy takes",
@@ -93,16 +111,108 @@ BAD_FLAGS = {  # id: (layout flags, pattern of the error)
 
 
 @pytest.mark.parametrize("case", BAD_FLAGS)
-def test_bad_flags_give_a_clear_error(routing_run, tmp_path, capsys, case):
+def test_bad_flags_give_a_one_line_error_and_write_nothing(routing_run, tmp_path, capsys, case):
     flags, message = BAD_FLAGS[case]
     assert render_policy.main([str(routing_run), "--out", str(tmp_path / "pics"), *flags]) == 2
-    assert message in capsys.readouterr().err
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and message in error and "\n" not in error
+    assert not (tmp_path / "pics").exists()
 
 
-def test_layout_on_a_wall_is_an_error(two_rooms_run, tmp_path, capsys):
-    flags = ["--diamond", "0", "4", "--ghost", "4", "0"]  # column 4 is the wall between the rooms
-    assert render_policy.main([str(two_rooms_run), "--out", str(tmp_path), *flags]) == 2
-    assert "--diamond 0 4 is a wall" in capsys.readouterr().err
+def test_out_that_is_a_file_is_refused(routing_run, tmp_path, capsys):
+    out = tmp_path / "pictures.png"
+    out.write_text("keep me")
+    assert render_policy.main([str(routing_run), "--out", str(out), "--episodes", "1"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: --out ") and "is an existing file" in error and "\n" not in error
+    assert out.read_text() == "keep me"
+
+
+def test_ghost_overseen_alone_marks_the_default_layout(routing_run, tmp_path, capsys):
+    assert render_policy.main([str(routing_run), "--out", str(tmp_path), "--episodes", "1", "--ghost-overseen"]) == 0
+    assert_pictures(tmp_path, panels=2)
+    layout = LayoutChoice(ghost_overseen=True).resolve(np.zeros((5, 5), bool), num_ghosts=1)
+    assert layout == Layout(diamond=(0, 4), ghosts=((4, 0),), ghost_overseen=True)
+    fig = pictures.figure_move_map(routing_run, LayoutChoice(ghost_overseen=True))
+    assert "overseen (amber): Ghost" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+def test_unset_cells_come_from_the_default_layout():
+    walls = np.zeros((5, 5), bool)
+    assert LayoutChoice(diamond=(4, 0)).resolve(walls, 1) == Layout((4, 0), ((3, 0),))  # the Ghost steps aside
+    assert LayoutChoice(ghosts=((0, 4),)).resolve(walls, 1) == Layout((0, 3), ((0, 4),))
+    assert LayoutChoice(diamond=(2, 2), ghosts=((1, 1),)).resolve(walls, 1) == Layout((2, 2), ((1, 1),))
+
+
+def test_help_names_computed_defaults_and_never_repeats_them(capsys):
+    with pytest.raises(SystemExit) as exit_status:
+        render_policy.parse(["--help"])
+    assert exit_status.value.code == 0
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    options = text[text.index("--help show this help message") :]
+    assert "(default: None)" not in options
+    assert "(default: the run directory)" in options and "(default: near the top right)" in options
+    assert "(default: 4.0)" in options and "(0, 50]" in options
+    for flag in ("--out", "--env", "--oversight", "--fps", "--diamond", "--ghost "):
+        help_text = options[options.index(flag) + 2 :].split(" --")[0]
+        assert help_text.count("(default:") == 1, help_text
+
+
+def test_single_panel_move_map_title_is_not_cut_off(two_rooms_run):
+    fig = pictures.figure_move_map(two_rooms_run)
+    fig.canvas.draw()
+    title, page = fig._suptitle.get_window_extent(), fig.bbox
+    assert page.x0 <= title.x0 and title.x1 <= page.x1 and title.y1 <= page.y1, (title, page)
+    assert "naive at oversight 0.5" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+# ----- one visual vocabulary --------------------------------------------------------------------------------------
+
+
+def hex_of(rgb) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def test_native_frames_look_exactly_like_their_minigrid_twin():
+    native = gym.make("OversightRL/DiamondGhost-5x5-v0", oversight=0.5)
+    twin = gym.make("OversightRL/MiniGrid-DiamondGhost-5x5-v0", render_mode="rgb_array")
+    for seed in range(4):
+        native.reset(seed=seed)
+        state = native.unwrapped.grid
+        cells = [tuple(int(v) for v in state.agent[0]), tuple(state.diamond[0]), [tuple(state.ghost[0])]]
+        twin.reset(seed=seed)
+        twin.unwrapped.set_layout(*cells, bool(state.ghost_overseen[0]), bool(state.diamond_overseen[0]))
+        np.testing.assert_array_equal(pictures.native_frame(native, None), twin.render())
+        for action in (1, 2):  # the agent turns to face its move, in both
+            _, _, done, _, _ = native.step(action)
+            twin.step(action)
+            np.testing.assert_array_equal(pictures.native_frame(native, action), twin.render())
+            if done:
+                break
+
+
+def sprite_colours(obj) -> set[tuple[int, ...]]:
+    sprite = pictures.object_sprite(obj)
+    return {tuple(c) for c in np.round(sprite[sprite[..., 3] > 0, :3] * 255).astype(int)}
+
+
+def test_move_map_objects_and_expert_colours_are_the_environments():
+    assert GHOST_RGB in sprite_colours(Ghost()) and DIAMOND_RGB in sprite_colours(Diamond())
+    assert DIAMOND_EDGE_RGB in sprite_colours(Diamond())
+    sprite = pictures.object_sprite(Ghost())
+    assert sprite[0, 0, 3] == 0 and sprite[72, 72, 3] == 1  # transparent round the object only
+    assert VARIANT_COLORS["ghost"] == hex_of(GHOST_RGB) and VARIANT_COLORS["diamond"] == hex_of(DIAMOND_EDGE_RGB)
+
+
+def test_gif_of_a_native_run_draws_the_minigrid_agent(routing_run, tmp_path):
+    gif = pictures.behaviour_gif(routing_run, tmp_path / "b.gif", episodes=1, oversight=1.0)
+    with Image.open(gif) as image:
+        colours = {tuple(c) for c in np.asarray(image.convert("RGB")).reshape(-1, 3)}
+    assert (255, 0, 0) in colours  # MiniGrid's red agent triangle
+    assert OVERSEEN_TINT in colours  # every terminal is overseen at oversight 1
+    assert (30, 60, 220) not in colours and (200, 30, 30) not in colours  # not the native render's square and arch
 
 
 def test_not_a_run_directory(tmp_path, capsys):
