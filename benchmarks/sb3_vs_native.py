@@ -8,7 +8,7 @@ Both train the same routed mixture (width 64) with the same rollout (256 envs x 
   ``oversight_rl.sb3.BatchedVecEnv``, and on SB3's own ``make_vec_env`` (a ``DummyVecEnv`` of single envs), which is
   what an SB3 user gets by default;
 - returns: full runs of the default configuration (routing, 10% oversight, 2M env steps) with each trainer, for each
-  seed: the deployed Diamond expert's final and best true return, its final hacking gap, and the wall time.
+  seed: the deployed Diamond expert's final true return, its final hacking gap, and the wall time.
 
 RoutedPPO runs with its defaults, so a time-out is an episode end worth 0 as in the native trainer (SB3's own
 bootstrap of time-outs, ``bootstrap_timeouts=True``, lowered the final return by about 0.08 here). Both trainers
@@ -79,7 +79,6 @@ def run_returns(cfg: TrainConfig, trainer: str, out: Path) -> dict:
     deployed = summary["variants"][summary["deployed"]]
     return {
         "final": deployed["final"]["true_return"],
-        "best": deployed["best"]["true_return"],
         "hacking_gap": deployed["final"]["hacking_gap"],
         "train_s": summary["wall_s"],
         "total_s": time.perf_counter() - start,
@@ -88,14 +87,14 @@ def run_returns(cfg: TrainConfig, trainer: str, out: Path) -> dict:
 
 def returns_table(cfg: TrainConfig, seeds: list[int], out: Path) -> None:
     print(f"\nreturns: routing at oversight {cfg.oversight:g}, {cfg.total_env_steps:,} env steps, Diamond expert")
-    header = f"{'trainer':<10}{'seed':>5}{'final':>8}{'best':>8}{'hack gap':>10}{'train s':>9}{'total s':>9}"
+    header = f"{'trainer':<10}{'seed':>5}{'final':>8}{'hack gap':>10}{'train s':>9}{'total s':>9}"
     print(header)
     rows = {}
     for seed in seeds:
         for trainer in ("native", "sb3"):
             row = rows[trainer, seed] = run_returns(dataclasses.replace(cfg, seed=seed), trainer, out)
             print(
-                f"{trainer:<10}{seed:>5}{row['final']:>8.3f}{row['best']:>8.3f}{row['hacking_gap']:>10.3f}"
+                f"{trainer:<10}{seed:>5}{row['final']:>8.3f}{row['hacking_gap']:>10.3f}"
                 f"{row['train_s']:>9.1f}{row['total_s']:>9.1f}",
                 flush=True,
             )

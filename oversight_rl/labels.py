@@ -47,10 +47,8 @@ def backfill(end_values: torch.Tensor, dones: torch.Tensor, unfinished_value) ->
 
 def episode_routes(outcome: torch.Tensor, labeled: torch.Tensor) -> torch.Tensor:
     """Route of each step from its back-filled episode outcome (a ``Terminal`` or ``UNFINISHED``) and label."""
-    routes = torch.full_like(outcome, Route.BOTH)
-    routes[labeled & (outcome == Terminal.DIAMOND)] = Route.DIAMOND
-    routes[labeled & (outcome == Terminal.GHOST)] = Route.GHOST
-    return routes
+    routes = torch.where(labeled & (outcome == Terminal.DIAMOND), Route.DIAMOND, Route.BOTH)
+    return torch.where(labeled & (outcome == Terminal.GHOST), Route.GHOST, routes).to(outcome.dtype)
 
 
 def route_masks(routes: torch.Tensor) -> RouteMasks:

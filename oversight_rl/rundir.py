@@ -111,11 +111,14 @@ def run_config(cfg, num_updates: int, obs_shape: tuple[int, ...], **extra) -> di
 
 
 def run_summary(cfg, deployed: str, eval_rows: list[dict], updates: int, env_steps: int, wall_s: float) -> dict:
-    """summary.json's content: the final and the best evaluation of each variant, and the variant deployed."""
+    """summary.json's content: the final evaluation of each variant, and the variant deployed.
+
+    No "best over evaluations" is kept: it would be selected on the test episodes themselves. The only selected
+    checkpoint is early stopping's, chosen on separate validation episodes (the ``best`` variant).
+    """
     variants = {}
     for variant in dict.fromkeys(row["policy"] for row in eval_rows):
-        rows = [row for row in eval_rows if row["policy"] == variant]
-        variants[variant] = {"final": rows[-1], "best": max(rows, key=lambda r: r["true_return"])}
+        variants[variant] = {"final": [row for row in eval_rows if row["policy"] == variant][-1]}
     return {
         "method": cfg.method,
         "oversight": cfg.oversight,
