@@ -368,3 +368,46 @@ def test_bootstrap_interval():
     mean, low, high = bootstrap_ci([0.0, 1.0, 0.0, 1.0, float("nan")])
     assert mean == 0.5 and 0.0 <= low < 0.5 < high <= 1.0
     assert bootstrap_ci([0.1, 0.9, 0.4], seed=3) == bootstrap_ci([0.1, 0.9, 0.4], seed=3)
+
+
+# ----- populations ------------------------------------------------------------------------------------------------
+
+
+def test_sweep_json_records_the_populations(serial_sweep):
+    """Routing and naive each train their two oversight levels as one population (same budget, same settings)."""
+    record = read_json(serial_sweep / "sweep.json")
+    assert sorted(map(sorted, record["populations"])) == [
+        sorted(run_name("naive", p, 0) for p in (0.1, 1.0)),
+        sorted(run_name("routing", p, 0) for p in (0.1, 1.0)),
+    ]
+
+
+def test_population_size_splits_populations_and_the_oracle_groups_by_budget():
+    config = sweep_cli.parse(["--methods", "routing", "oracle", "--oversight", "0.1", "1", "--seeds", "3"])
+    names = [[(c.method, c.oversight, c.seed) for c in members] for members in sweep_module.populations(config)]
+    assert [len(members) for members in names] == [6, 3, 3]  # routing; oracle per budget (oversight x 2M steps)
+    assert {m[1] for m in names[1]} == {0.1} and {m[1] for m in names[2]} == {1.0}
+    one = sweep_cli.parse(["--methods", "routing", "--oversight", "0.1", "1", "--seeds", "3", "--population-size", "4"])
+    assert [len(members) for members in sweep_module.populations(one)] == [4, 2]
+
+
+def test_a_finished_member_of_a_population_is_never_trained_again(serial_sweep, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "sweep"
+    shutil.copytree(serial_sweep, out)
+    unfinished = out / run_name("routing", 1.0, 0)
+    (unfinished / SUMMARY).unlink()  # as if interrupted after its last checkpoint
+    calls = []
+    real_train = sweep_module.train_population
+
+    def record_call(configs, run_dirs, resume=None, progress=True):
+        calls.append([Path(d).name for d in run_dirs])
+        return real_train(configs, run_dirs, resume, progress)
+
+    monkeypatch.setattr(sweep_module, "train_population", record_call)
+    finished = out / run_name("routing", 0.1, 0)
+    times = {p.name: p.stat().st_mtime_ns for p in finished.iterdir()}
+    assert sweep(out, *GRID, "--workers", "1") == 0
+    assert calls == [[unfinished.name]]
+    assert "0 trained, 1 resumed, 3 already done" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in finished.iterdir()} == times
+    assert (unfinished / SUMMARY).exists()
