@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from oversight_rl.methods import METHODS
+from oversight_rl.methods import get_method
 
 
 @dataclass
@@ -15,7 +15,8 @@ class TrainConfig:
     """Train one method at one oversight level and evaluate it as it learns."""
 
     method: str = "routing"
-    """Method to train: routing, no_routing, constant_gate, naive, naive_early_stop, filtering or oracle."""
+    """Method to train: routing, no_routing, constant_gate, naive, naive_early_stop, filtering or oracle; or a method
+    of your own as package.module:NAME (an oversight_rl.methods.Method)."""
     oversight: float = 0.1
     """Probability that each terminal's cell is overseen, in [0, 1]."""
     seed: int = 0
@@ -117,7 +118,6 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad flag and its allowed range."""
         checks = [
-            ("method", self.method in METHODS, f"one of {', '.join(METHODS)}"),
             ("oversight", 0.0 <= self.oversight <= 1.0, "in [0, 1]"),
             ("total-env-steps", self.total_env_steps >= 1, ">= 1"),
             ("num-envs", self.num_envs >= 1, ">= 1"),
@@ -143,6 +143,7 @@ class TrainConfig:
             ("eval-envs", self.eval_envs >= 1, ">= 1"),
             ("threads", self.threads >= 1, ">= 1"),
         ]
+        get_method(self.method)  # raises ValueError naming --method
         for flag, ok, allowed in checks:
             if not ok:
                 value = getattr(self, flag.replace("-", "_"))
@@ -159,7 +160,7 @@ class TrainConfig:
             return
         if self.algo != "ppo":
             raise ValueError(f"--trainer sb3 trains with --algo ppo only, got --algo {self.algo}; use --trainer native")
-        if METHODS[self.method].early_stopping:
+        if get_method(self.method).early_stopping:
             raise ValueError(
                 f"--trainer sb3 does not support --method {self.method} (early stopping); use --trainer native"
             )

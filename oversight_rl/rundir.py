@@ -31,8 +31,8 @@ CONFIG, TRAIN_CSV, EVAL_CSV, SUMMARY, CHECKPOINT = (
 
 
 def run_name(method: str, oversight: float, seed: int) -> str:
-    """Name that encodes a run's grid point, e.g. ``routing-p0.1-s0``."""
-    return f"{method}-p{oversight:g}-s{seed}"
+    """Name that encodes a run's grid point, e.g. ``routing-p0.1-s0`` (``module.NAME-...`` for ``module:NAME``)."""
+    return f"{method.replace(':', '.')}-p{oversight:g}-s{seed}"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from oversight_rl import __version__
 from oversight_rl.config import TrainConfig, with_overrides
 from oversight_rl.launch import train_population
-from oversight_rl.methods import METHODS
+from oversight_rl.methods import METHODS, get_method
 from oversight_rl.results import (
     DONE,
     ERROR,
@@ -92,7 +92,7 @@ class SweepConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad flag and its allowed range; checks every grid point's settings."""
         bad_oversight = next((p for p in self.oversight if not 0.0 <= p <= 1.0), None)
-        unknown = next((m for m in self.methods if m not in METHODS), None)
+        unknown = next((m for m in self.methods if m not in METHODS and ":" not in m), None)
         checks = [
             (self.oversight, "--oversight needs at least one value"),
             (bad_oversight is None, f"--oversight must be in [0, 1], got {bad_oversight!r}"),
@@ -118,7 +118,7 @@ def populations(sweep: SweepConfig) -> list[list[TrainConfig]]:
     of updates (the oracle's budget scales with oversight), in chunks of at most ``population_size``."""
     groups: dict[tuple, list[TrainConfig]] = {}
     for config in sweep.grid():
-        updates = config.num_updates(METHODS[config.method].budget_scales_with_oversight)
+        updates = config.num_updates(get_method(config.method).budget_scales_with_oversight)
         groups.setdefault((population_key(config), updates), []).append(config)
     size = sweep.population_size
     return [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]

@@ -33,7 +33,7 @@ from oversight_rl.evaluate import (
     variant_step,
 )
 from oversight_rl.labels import UNFINISHED, Route, episode_routes, filtering_mask, verified_mask
-from oversight_rl.losses import LOSSES, Batch, LossCoefs
+from oversight_rl.losses import Batch, LossCoefs
 from oversight_rl.methods import Method, get_method
 from oversight_rl.policies import ActorCritic, make_policy
 from oversight_rl.population import AgentAdam, Population, clip_grad_norms
@@ -185,7 +185,7 @@ class Trainer:
         cfg = self.cfg = dataclasses.replace(cfgs[0], env_backend=env_backend(cfgs[0]))
         self.progress = progress
         self.method = get_method(cfg.method)
-        self.loss_fn = LOSSES[self.method.loss]
+        self.loss_fn = self.method.loss_fn
         self.coefs = loss_coefs(cfg, self.method)
         torch.set_num_threads(cfg.threads)
         seeds, oversights = [c.seed for c in cfgs], [c.oversight for c in cfgs]

@@ -411,3 +411,24 @@ def test_a_finished_member_of_a_population_is_never_trained_again(serial_sweep, 
     assert "0 trained, 1 resumed, 3 already done" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in finished.iterdir()} == times
     assert (unfinished / SUMMARY).exists()
+
+
+def test_a_method_from_the_users_own_file_trains_in_sweep_workers(tmp_path, monkeypatch):
+    """docs/examples/decisive_gate.py adds a method without touching the package; spawned workers import it too."""
+    monkeypatch.syspath_prepend(str(ROOT / "docs" / "examples"))  # spawned workers inherit the parent's sys.path
+    out = tmp_path / "sweep"
+    flags = ["--oversight", "0.5", "--methods", "routing", "decisive_gate:DECISIVE_GATE", "--seeds", "1"]
+    assert sweep(out, *flags, "--workers", "2") == 0
+    run_dir = out / run_name("decisive_gate:DECISIVE_GATE", 0.5, 0)
+    assert run_dir.name == "decisive_gate.DECISIVE_GATE-p0.5-s0"
+    assert run_status(run_dir) == "done"
+    indecision = [row["losses/gate_indecision"] for row in read_csv(run_dir / TRAIN_CSV)]
+    assert len(indecision) == 16 and all(0.0 < value <= 0.25 for value in indecision)  # the method's own loss ran
+    assert read_json(run_dir / SUMMARY)["deployed"] == "diamond"
+
+
+def test_an_unimportable_method_is_refused_before_any_work(tmp_path, capsys):
+    assert sweep(tmp_path / "sweep", "--methods", "no_such_module:THING") == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: --method no_such_module:THING: cannot import it") and "\n" not in error
+    assert not (tmp_path / "sweep").exists()

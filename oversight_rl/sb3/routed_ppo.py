@@ -31,7 +31,7 @@ from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import explained_variance
 
 from oversight_rl.labels import UNFINISHED, Route, backfill, episode_routes, filtering_mask, verified_mask
-from oversight_rl.losses import LOSSES, Batch, LossCoefs
+from oversight_rl.losses import Batch, LossCoefs
 from oversight_rl.methods import Method, get_method
 from oversight_rl.rollout import terminal_rewards
 from oversight_rl.sb3.policies import ModulePolicy, MoePolicy, SingleExpertPolicy
@@ -320,7 +320,7 @@ class RoutedPPO(PPO):
 
     def _epoch(self, coefs: LossCoefs, history: dict[str, list[float]]) -> bool:
         """One pass over the buffer in shuffled minibatches; False if it stopped at the target KL."""
-        loss_fn = LOSSES[self.method_spec.loss]
+        loss_fn = self.method_spec.loss_fn
         for samples in self.rollout_buffer.get(self.batch_size):
             loss, metrics = loss_fn(self.batch(samples), self.policy.module, coefs)
             metrics = {key: float(value) for key, value in metrics.items()}
