@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -23,6 +24,9 @@ class TrainConfig:
     """Seeds torch, the training environments and (offset) the evaluation environments."""
     env: str = "OversightRL/DiamondGhost-5x5-v0"
     """Registered environment id."""
+    env_kwargs: str = "{}"
+    """Settings of the environment beyond its preset, as a JSON object, e.g. '{"spurious_oversight": 0.2}' (not
+    oversight, which has its own flag)."""
     algo: Literal["ppo", "reinforce"] = "ppo"
     """ppo: clipped surrogate with GAE and several epochs. reinforce: one step on Monte-Carlo returns per window."""
     trainer: Literal["native", "sb3"] = "native"
@@ -98,6 +102,10 @@ class TrainConfig:
         """The settings recorded in a run's config.json (which also holds fields that are not settings)."""
         return cls(**{f.name: saved[f.name] for f in dataclasses.fields(cls) if f.name in saved})
 
+    def env_settings(self) -> dict:
+        """``env_kwargs`` plus the oversight level: every keyword the environments are made with."""
+        return {**json.loads(self.env_kwargs), "oversight": self.oversight}
+
     @property
     def steps_per_update(self) -> int:
         return self.num_envs * self.num_steps
@@ -144,6 +152,7 @@ class TrainConfig:
             ("threads", self.threads >= 1, ">= 1"),
         ]
         get_method(self.method)  # raises ValueError naming --method
+        self.validate_env_kwargs()
         for flag, ok, allowed in checks:
             if not ok:
                 value = getattr(self, flag.replace("-", "_"))
@@ -151,6 +160,18 @@ class TrainConfig:
         if not (self.device == "cpu" or self.device.startswith(("cuda", "mps"))):
             raise ValueError(f"--device must be cpu, cuda[:N] or mps, got {self.device!r}")
         self.validate_trainer()
+
+    def validate_env_kwargs(self) -> None:
+        """Raise ``ValueError`` naming --env-kwargs unless it is a JSON object of settings the environment takes."""
+        try:
+            settings = json.loads(self.env_kwargs)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--env-kwargs must be a JSON object, got {self.env_kwargs!r} ({error})") from None
+        if not isinstance(settings, dict):
+            raise ValueError(f"--env-kwargs must be a JSON object, got {self.env_kwargs!r}")
+        reserved = sorted(set(settings) & {"oversight", "num_envs", "render_mode"})
+        if reserved:
+            raise ValueError(f"--env-kwargs may not set {', '.join(reserved)} (the run sets it), got {self.env_kwargs}")
 
     def validate_trainer(self) -> None:
         """Raise ``ValueError`` naming --trainer and the flag it cannot serve."""

@@ -37,8 +37,8 @@ METRICS = {
 }
 
 
-def make_eval_env(env_id: str, num_envs: int, oversight: float):
-    return envs.make_batched(env_id, num_envs, oversight=oversight)
+def make_eval_env(env_id: str, num_envs: int, oversight: float, **env_kwargs):
+    return envs.make_batched(env_id, num_envs, oversight=oversight, **env_kwargs)
 
 
 def _mean(x: np.ndarray) -> float:

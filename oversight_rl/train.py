@@ -10,6 +10,7 @@ alone. A single run is a population of one.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -109,9 +110,7 @@ def env_backend(cfg: TrainConfig) -> str:
     if cfg.env_backend != "auto":
         return cfg.env_backend
     on_accelerator = torch.device(cfg.device).type != "cpu"
-    return (
-        "torch" if on_accelerator and envs.vectorization_of(cfg.env, oversight=cfg.oversight) == "native" else "numpy"
-    )
+    return "torch" if on_accelerator and envs.vectorization_of(cfg.env, **cfg.env_settings()) == "native" else "numpy"
 
 
 def population_key(cfg: TrainConfig) -> tuple:
@@ -189,10 +188,13 @@ class Trainer:
         self.coefs = loss_coefs(cfg, self.method)
         torch.set_num_threads(cfg.threads)
         seeds, oversights = [c.seed for c in cfgs], [c.oversight for c in cfgs]
-        self.envs = make_agent_envs(cfg.env_backend, cfg.env, cfg.num_envs, oversights, seeds, cfg.device)
+        self.envs = make_agent_envs(
+            cfg.env_backend, cfg.env, cfg.num_envs, oversights, seeds, cfg.device, **json.loads(cfg.env_kwargs)
+        )
         if progress:
-            print(envs.describe_vectorization(cfg.env, cfg.num_envs, oversight=cfg.oversight))
-        self.eval_envs = [make_eval_env(cfg.env, cfg.eval_envs, p) for p in oversights]  # numpy backend's
+            print(envs.describe_vectorization(cfg.env, cfg.num_envs, **cfg.env_settings()))
+        extra = json.loads(cfg.env_kwargs)
+        self.eval_envs = [make_eval_env(cfg.env, cfg.eval_envs, p, **extra) for p in oversights]  # numpy backend's
         self.episode_steps = envs.episode_step_limit(self.eval_envs[0])
         self.last_results: dict[int, dict] = {}
         self.population = Population([self._initial_policy(seed) for seed in seeds])
@@ -230,7 +232,7 @@ class Trainer:
         """Write agent ``k``'s config.json: it trains from scratch."""
         agent = self.agents[k]
         agent.run_dir.mkdir(parents=True, exist_ok=True)
-        vectorization = envs.vectorization_of(agent.cfg.env, oversight=agent.cfg.oversight)
+        vectorization = envs.vectorization_of(agent.cfg.env, **agent.cfg.env_settings())
         config = run_config(agent.cfg, agent.num_updates, self.envs.obs_shape, vectorization=vectorization)
         write_json(agent.run_dir / CONFIG, config)
 
@@ -355,7 +357,9 @@ class Trainer:
         seeds = [self.agents[k].cfg.seed + seed_offset for k in ks]
         if cfg.env_backend == "torch":
             oversights = [self.agents[k].cfg.oversight for k in ks]
-            agent_envs = TorchAgentEnvs(cfg.env, cfg.eval_envs, oversights, seeds, cfg.device)
+            agent_envs = TorchAgentEnvs(
+                cfg.env, cfg.eval_envs, oversights, seeds, cfg.device, **json.loads(cfg.env_kwargs)
+            )
         else:
             agent_envs = NumpyAgentEnvs([self.eval_envs[k] for k in ks], seeds, cfg.device)
         act = self.population.map(variant_step(variant), agents=ks)

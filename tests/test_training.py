@@ -411,3 +411,22 @@ def test_routing_separates_the_experts(tmp_path):
     assert mean("diamond", "diamond_rate") - mean("ghost", "diamond_rate") > 0.5
     assert mean("ghost", "diamond_rate") < 0.25  # the Ghost expert is Ghost-bound, not a weaker copy of the Diamond one
     assert mean("diamond", "true_return") > 0.2
+
+
+def test_env_kwargs_reach_the_training_and_evaluation_environments(tiny_cfg, tmp_path):
+    short = train(tiny_cfg(env_kwargs='{"max_steps": 3}'), tmp_path / "short", progress=False)
+    normal = train(tiny_cfg(), tmp_path / "normal", progress=False)
+    # Three moves rarely reach a terminal on a 5x5 grid: most evaluation episodes time out (measured: 1.0 and 0.26).
+    assert short["variants"]["trained"]["final"]["timeout_rate"] > 0.6
+    assert normal["variants"]["trained"]["final"]["timeout_rate"] < 0.45
+    episodes = [row["rollout/episodes"] for row in read_rows(tmp_path / "short" / TRAIN_CSV)]
+    assert all(float(n) >= 16 * 8 / 3 - 16 for n in episodes)  # every env ends an episode at least each 3 steps
+
+
+@pytest.mark.parametrize(
+    ("env_kwargs", "message"),
+    [("{", "must be a JSON object"), ("[1]", "must be a JSON object"), ('{"oversight": 0.5}', "may not set oversight")],
+)
+def test_bad_env_kwargs_name_the_flag(env_kwargs, message):
+    with pytest.raises(ValueError, match=f"^--env-kwargs {message}"):
+        TrainConfig(env_kwargs=env_kwargs).validate()

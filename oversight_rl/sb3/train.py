@@ -53,7 +53,7 @@ SB3_CHECKPOINT = "checkpoint.zip"
 
 def make_train_env(cfg: TrainConfig) -> VecEnv:
     """``cfg.num_envs`` batched training environments as an SB3 VecEnv with episode statistics."""
-    return make_batched_vec_env(cfg.env, cfg.num_envs, oversight=cfg.oversight)
+    return make_batched_vec_env(cfg.env, cfg.num_envs, **cfg.env_settings())
 
 
 def make_model(cfg: TrainConfig, method: Method, env: VecEnv, run_dir: Path) -> RoutedPPO:
@@ -111,7 +111,7 @@ class RunRecorder(BaseCallback):
         self.cfg, self.method, self.run_dir, self.num_updates = cfg, method, run_dir, num_updates
         self.steps_per_update = cfg.steps_per_update
         self.eval_interval = cfg.eval_interval(method.budget_scales_with_oversight)
-        self.eval_env = make_eval_env(cfg.env, cfg.eval_envs, cfg.oversight)
+        self.eval_env = make_eval_env(cfg.env, cfg.eval_envs, **cfg.env_settings())
         self.progress = progress
         self.train_rows: list[dict] = []
         self.eval_rows: list[dict] = []
