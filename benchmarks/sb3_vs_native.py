@@ -50,9 +50,9 @@ def sb3_steps_per_second(cfg: TrainConfig, updates: int, env_kind: str, warmup: 
     steps = cfg.num_envs * cfg.num_steps
     with tempfile.TemporaryDirectory() as run_dir:
         model = make_model(cfg, get_method(cfg.method), env, Path(run_dir))
-        model.learn(warmup * steps)
+        model.learn(warmup * steps, progress_bar=False)
         start = time.perf_counter()
-        model.learn(updates * steps, reset_num_timesteps=False)
+        model.learn(updates * steps, reset_num_timesteps=False, progress_bar=False)
         elapsed = time.perf_counter() - start
     return updates * steps / elapsed
 

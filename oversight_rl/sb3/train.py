@@ -80,6 +80,7 @@ def make_model(cfg: TrainConfig, method: Method, env: VecEnv, run_dir: Path) -> 
         tensorboard_log=str(run_dir / "tensorboard") if cfg.tensorboard else None,
         seed=cfg.seed,
         device=cfg.device,
+        threads=cfg.threads,
     )
 
 
@@ -205,7 +206,7 @@ def train_sb3(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> dict:
     config = run_config(cfg, num_updates, env.observation_space.shape)
     write_json(run_dir / CONFIG, config)
     recorder = RunRecorder(cfg, method, run_dir, num_updates, progress)
-    model.learn(num_updates * cfg.steps_per_update, callback=recorder)
+    model.learn(num_updates * cfg.steps_per_update, callback=recorder, progress_bar=False)  # the recorder has one
     summary = recorder.summary()
     write_json(run_dir / SUMMARY, summary)
     return summary
