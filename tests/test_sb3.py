@@ -365,3 +365,20 @@ def test_routed_ppo_diamond_expert_beats_ghost_expert_at_half_oversight():
     ghost = evaluate(module.expert("ghost"), eval_env, 12345, 0.97)["true_return"]
     assert diamond > 0.1
     assert diamond - ghost > 0.7
+
+
+def test_routed_ppo_uses_one_thread_and_shows_progress(capsys):
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        model = small_model()
+        assert torch.get_num_threads() == 1
+        model.learn(8 * 16 * 2)
+        shown = capsys.readouterr().err
+        assert "RoutedPPO" in shown and "256/256" in shown
+        small_model(threads=None)
+        assert torch.get_num_threads() == 1  # None leaves the setting alone
+        model.learn(8 * 16, progress_bar=False)
+        assert "RoutedPPO" not in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(previous)
