@@ -104,6 +104,8 @@ def returns_table(cfg: TrainConfig, seeds: list[int], out: Path) -> None:
             f"seed {seed}: sb3 - native final return {sb3['final'] - native['final']:+.3f}; "
             f"sb3 / native training time {sb3['train_s'] / native['train_s']:.2f}x"
         )
+    means = {trainer: sum(rows[trainer, s]["final"] for s in seeds) / len(seeds) for trainer in ("native", "sb3")}
+    print(f"mean final return over {len(seeds)} seeds: native {means['native']:.3f}, sb3 {means['sb3']:.3f}")
 
 
 def main() -> None:
@@ -111,16 +113,20 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=10, help="timed updates per trainer")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the full runs")
     parser.add_argument("--skip-returns", action="store_true", help="measure throughput only")
+    parser.add_argument("--skip-throughput", action="store_true", help="measure returns only")
+    parser.add_argument("--total-env-steps", type=int, default=DEFAULT.total_env_steps, help="budget of the full runs")
     parser.add_argument("--out", default=None, help="keep the full runs' directories here (default: temporary)")
     args = parser.parse_args()
-    throughput_table(DEFAULT, args.updates)
+    if not args.skip_throughput:
+        throughput_table(DEFAULT, args.updates)
     if args.skip_returns:
         return
+    config = dataclasses.replace(DEFAULT, total_env_steps=args.total_env_steps)
     if args.out:
-        returns_table(DEFAULT, args.seeds, Path(args.out))
+        returns_table(config, args.seeds, Path(args.out))
     else:
         with tempfile.TemporaryDirectory() as out:
-            returns_table(DEFAULT, args.seeds, Path(out))
+            returns_table(config, args.seeds, Path(out))
 
 
 if __name__ == "__main__":
