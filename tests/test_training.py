@@ -19,10 +19,10 @@ import torch
 import oversight_rl
 from oversight_rl.config import TrainConfig
 from oversight_rl.evaluate import METRICS, VALIDATION_SEED_OFFSET, evaluate, make_eval_env
+from oversight_rl.launch import resume, train
 from oversight_rl.methods import METHODS
 from oversight_rl.policies import EXPERTS, variant_policy
 from oversight_rl.rundir import CHECKPOINT, CONFIG, EVAL_CSV, SUMMARY, TRAIN_CSV
-from oversight_rl.launch import resume, train
 from oversight_rl.train import Trainer, build_policy
 
 ROOT = Path(__file__).resolve().parents[1]
