@@ -8,6 +8,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
+
+import envs
 from oversight_rl.methods import get_method
 
 
@@ -99,12 +102,18 @@ class TrainConfig:
 
     @classmethod
     def from_saved(cls, saved: dict) -> TrainConfig:
-        """The settings recorded in a run's config.json (which also holds fields that are not settings)."""
+        """The settings recorded in a run's config.json (which also holds fields that are not settings); settings
+        it lacks keep their defaults (:meth:`missing_settings` says which)."""
         return cls(**{f.name: saved[f.name] for f in dataclasses.fields(cls) if f.name in saved})
 
     def env_settings(self) -> dict:
         """``env_kwargs`` plus the oversight level: every keyword the environments are made with."""
         return {**json.loads(self.env_kwargs), "oversight": self.oversight}
+
+    @classmethod
+    def missing_settings(cls, saved: dict) -> list[str]:
+        """The settings a run's config.json lacks."""
+        return [f.name for f in dataclasses.fields(cls) if f.name not in saved]
 
     @property
     def steps_per_update(self) -> int:
@@ -151,14 +160,17 @@ class TrainConfig:
             ("eval-envs", self.eval_envs >= 1, ">= 1"),
             ("threads", self.threads >= 1, ">= 1"),
         ]
+        not_finite = next((f.name for f in dataclasses.fields(self) if not finite(getattr(self, f.name))), None)
+        if not_finite is not None:
+            checks.insert(0, (not_finite.replace("_", "-"), False, "a finite number"))
         get_method(self.method)  # raises ValueError naming --method
         self.validate_env_kwargs()
         for flag, ok, allowed in checks:
             if not ok:
                 value = getattr(self, flag.replace("-", "_"))
                 raise ValueError(f"--{flag} must be {allowed}, got {value!r}")
-        if not (self.device == "cpu" or self.device.startswith(("cuda", "mps"))):
-            raise ValueError(f"--device must be cpu, cuda[:N] or mps, got {self.device!r}")
+        self.validate_env()
+        self.validate_device()
         self.validate_trainer()
 
     def validate_env_kwargs(self) -> None:
@@ -173,6 +185,32 @@ class TrainConfig:
         if reserved:
             raise ValueError(f"--env-kwargs may not set {', '.join(reserved)} (the run sets it), got {self.env_kwargs}")
 
+    def validate_env(self) -> None:
+        """Raise ``ValueError`` unless ``env`` is a registered preset that ``env_backend`` can run."""
+        if self.env not in envs.PRESETS:
+            raise ValueError(f"--env must be a registered id, one of {', '.join(envs.PRESETS)}; got {self.env!r}")
+        if self.env_backend not in ("auto", "numpy", "torch"):
+            raise ValueError(f"--env-backend must be auto, numpy or torch, got {self.env_backend!r}")
+        if self.env_backend == "torch" and envs.vectorization_of(self.env, oversight=self.oversight) != "native":
+            native = [env_id for env_id in envs.PRESETS if envs.vectorization_of(env_id) == "native"]
+            raise ValueError(
+                f"--env-backend torch runs only presets with a native form ({', '.join(native)}); {self.env} has "
+                "none: use --env-backend numpy"
+            )
+
+    def validate_device(self) -> None:
+        """Raise ``ValueError`` unless ``device`` names a device this machine has."""
+        kind, _, index = self.device.partition(":")
+        if kind not in ("cpu", "cuda", "mps") or (index and not (kind == "cuda" and index.isdigit())):
+            raise ValueError(f"--device must be cpu, cuda[:N] or mps, got {self.device!r}")
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {self.device}: this machine has no CUDA device (use --device cpu)")
+        if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+            last = torch.cuda.device_count() - 1
+            raise ValueError(f"--device {self.device}: this machine's CUDA devices are cuda:0 to cuda:{last}")
+        if kind == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"--device {self.device}: MPS is not available on this machine (use --device cpu)")
+
     def validate_trainer(self) -> None:
         """Raise ``ValueError`` naming --trainer and the flag it cannot serve."""
         if self.trainer not in ("native", "sb3"):
@@ -185,6 +223,15 @@ class TrainConfig:
             raise ValueError(
                 f"--trainer sb3 does not support --method {self.method} (early stopping); use --trainer native"
             )
+
+
+def finite(value) -> bool:
+    """False for an infinite or NaN float setting; every other value passes."""
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+RUNTIME_SETTINGS = ("device", "threads", "tensorboard")
+"""Settings that do not change what a run computes: a resumed run or sweep may take new values for them."""
 
 
 PAPER = dict(

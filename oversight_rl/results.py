@@ -17,14 +17,25 @@ from pathlib import Path
 import numpy as np
 
 from oversight_rl.methods import METHODS
-from oversight_rl.rundir import CHECKPOINT, CONFIG, EVAL_CSV, SUMMARY, read_csv, read_json, run_name, write_csv
+from oversight_rl.rundir import (
+    CHECKPOINT,
+    CONFIG,
+    EVAL_CSV,
+    SUMMARY,
+    TRAIN_CSV,
+    last_update,
+    read_csv,
+    read_json,
+    run_name,
+    write_csv,
+)
 
 SWEEP_JSON, RESULTS_CSV, ERROR = "sweep.json", "results.csv", "error.json"
 
 DONE, FAILED, INTERRUPTED, MISSING, UNREADABLE = "done", "failed", "interrupted", "missing", "unreadable"
-"""Run states: finished (summary.json); failed (error.json newer than any checkpoint); interrupted (started, not
-finished, not failed); missing (no run directory); unreadable (its config.json or summary.json cannot be read, so
-nothing of it is drawn; ``reason`` names the file and the error)."""
+"""Run states: finished (a summary.json that matches train.csv and eval.csv); failed (error.json newer than any
+checkpoint); interrupted (started, not finished, not failed); missing (no run directory); unreadable (its
+config.json or summary.json cannot be read, so nothing of it is drawn; ``reason`` names the file and the error)."""
 
 BASE_COLUMNS = ("method", "oversight", "seed", "status", "deployed", "run")
 READ_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, csv.Error)
@@ -66,7 +77,7 @@ def run_status(run_dir: Path) -> str:
     """The state of one run directory as its files say: done, failed, interrupted or missing (whether the files
     can be read is :func:`gather`'s business)."""
     run_dir = Path(run_dir)
-    if (run_dir / SUMMARY).exists():
+    if finished(run_dir):
         return DONE
     if not run_dir.exists():
         return MISSING
@@ -74,6 +85,17 @@ def run_status(run_dir: Path) -> str:
     if error.exists() and (not checkpoint.exists() or error.stat().st_mtime_ns >= checkpoint.stat().st_mtime_ns):
         return FAILED  # a checkpoint newer than the error belongs to a later attempt
     return INTERRUPTED
+
+
+def finished(run_dir: Path) -> bool:
+    """Whether the run is complete and its files belong together. The trainer writes train.csv, eval.csv and the
+    checkpoint at each checkpoint, and summary.json last, naming the update they reached (``updates``); a summary
+    whose update differs from the last rows of the CSVs belongs to another attempt, and the run is unfinished."""
+    try:
+        updates = read_json(Path(run_dir) / SUMMARY).get("updates")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return updates is not None and all(last_update(run_dir / name) == updates for name in (TRAIN_CSV, EVAL_CSV))
 
 
 def error_line(run_dir: Path) -> str:

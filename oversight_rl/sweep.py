@@ -7,8 +7,13 @@ records the sweep's settings and that grouping (``populations``: lists of run na
 A sweep directory holds ``sweep.json``, ``results.csv`` (one row per run) and one run directory per grid point, named
 ``run_name(method, oversight, seed)``. Running the same sweep again skips finished runs, resumes interrupted ones
 from their checkpoint, and trains failed or never-checkpointed ones again, each inside its population. It deletes
-nothing: a failed run keeps its ``error.json`` (exception type, message, traceback) while it is trained again. A
-failure inside a population fails every unfinished run of it.
+nothing but the temporary files of writes that a killed process left: a failed run keeps its ``error.json``
+(exception type, message, traceback) while it is trained again. A failure inside a population fails every
+unfinished run of it.
+
+Nothing is lost and nothing runs twice: a sweep holds ``sweep.lock`` in its directory while it runs (a second sweep
+there is refused; the kernel releases the lock of a process that died), its worker processes die with it however
+it dies (SIGKILL, SIGTERM, Ctrl-C), and a run counts as finished only when its summary matches its other files.
 
 Backends:
     local  parallel processes on this machine, one population each (``workers=1`` runs serially in this process).
@@ -19,15 +24,19 @@ Backends:
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import product
@@ -36,8 +45,13 @@ from typing import Literal
 
 from tqdm.auto import tqdm
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; sweeps there run unlocked
+    fcntl = None
+
 from oversight_rl import __version__
-from oversight_rl.config import TrainConfig, with_overrides
+from oversight_rl.config import RUNTIME_SETTINGS, TrainConfig, with_overrides
 from oversight_rl.launch import train_population
 from oversight_rl.methods import METHODS, get_method
 from oversight_rl.results import (
@@ -50,13 +64,15 @@ from oversight_rl.results import (
     run_status,
     write_results,
 )
-from oversight_rl.rundir import CHECKPOINT, read_json, run_name, write_json
+from oversight_rl.rundir import CHECKPOINT, check_directory, read_json, run_name, write_json
 from oversight_rl.train import population_key
 
 DEFAULT_OVERSIGHT = (0.01, 0.03, 0.1, 0.3, 1.0)
 DEFAULT_METHODS = ("routing", "filtering", "naive", "oracle")
-RUNTIME_ONLY = ("device", "threads", "tensorboard")
+RUNTIME_ONLY = RUNTIME_SETTINGS
 """Training settings that may change between invocations of one sweep: they do not change what a run computes."""
+LOCK = "sweep.lock"
+"""The file a running sweep holds locked in its directory (it holds the sweep's process id)."""
 
 
 @dataclass
@@ -106,8 +122,21 @@ class SweepConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        self.validate_run_names()
+        check_directory(Path(self.out), "--out")
         for config in self.grid():
             config.validate()
+
+    def validate_run_names(self) -> None:
+        """Raise ``ValueError`` naming two oversight values that would train into the same run directories."""
+        named: dict[str, float] = {}
+        for p in map(float, self.oversight):
+            name = run_name(self.methods[0], p, 0)
+            if named.setdefault(name, p) != p:
+                raise ValueError(
+                    f"--oversight {named[name]!r} and {p!r} name the same runs ({name}, ...); give values that "
+                    "differ in their first 6 significant digits"
+                )
 
 
 # ----- planning ---------------------------------------------------------------------------------------------------
@@ -260,10 +289,16 @@ def run_serially(jobs: list[Job]) -> Iterator[list[Outcome]]:
 
 
 def run_in_processes(jobs: list[Job], workers: int) -> Iterator[list[Outcome]]:
-    """In ``workers`` fresh (spawned) processes on this machine. On Ctrl-C the workers stop at once; each run
-    keeps its last checkpoint and is resumed by the next invocation."""
+    """In ``workers`` fresh (spawned) processes on this machine. On Ctrl-C (or SIGTERM, within
+    :func:`sigterm_as_interrupt`) the workers stop at once, and if this process is killed they die with it
+    (:func:`die_with_parent`); each run keeps its last checkpoint and is resumed by the next invocation."""
     before = set(multiprocessing.active_children())
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
+    )
     try:
         futures = {pool.submit(run_job_in_worker, job): job for job in jobs}
         for future in as_completed(futures):
@@ -282,6 +317,48 @@ def run_job_in_worker(job: Job) -> list[Outcome]:
         return run_job(job)
     except KeyboardInterrupt:
         os._exit(130)  # after the interrupted write cleaned up its temporary file
+
+
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): the signal this process gets when its parent dies
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Pool worker initializer: the worker stops when the sweep process that started it dies, however it dies.
+
+    SIGTERM stops a worker as Ctrl-C does (its run keeps its last checkpoint). On Linux the kernel sends it SIGTERM
+    when the parent dies (``PR_SET_PDEATHSIG``); everywhere, a watchdog thread sends it when the parent's process id
+    changes (the worker was orphaned), and ends the worker outright if it still runs ``grace_s`` later."""
+    signal.signal(signal.SIGTERM, terminate_as_interrupt)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    threading.Thread(target=watch_parent, args=(parent_pid,), name="watch-parent", daemon=True).start()
+
+
+def watch_parent(parent_pid: int, interval_s: float = 0.5, grace_s: float = 10.0) -> None:
+    """Wait until this process's parent is no longer ``parent_pid``, then stop this process."""
+    while os.getppid() == parent_pid:
+        time.sleep(interval_s)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(grace_s)
+    os._exit(128 + signal.SIGTERM)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so that a terminated sweep stops its workers as Ctrl-C does."""
+
+
+def terminate_as_interrupt(signum, frame) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill``, ``timeout``) raises :class:`Terminated` in the main thread."""
+    previous = signal.signal(signal.SIGTERM, terminate_as_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def interrupt(processes: set[multiprocessing.Process], grace_s: float = 10.0) -> None:
@@ -380,17 +457,56 @@ class SweepReport:
         return line
 
 
-def run_sweep(sweep: SweepConfig, progress: bool = True) -> SweepReport:
-    """Validate, write sweep.json, run every unfinished grid point, then write results.csv.
+class SweepBusy(ValueError):
+    """Another sweep is running in the same directory."""
 
-    Raises ``ValueError`` (before any work) for bad settings. A failing run does not stop the others; it is
-    listed in ``SweepReport.failed``. Ctrl-C raises ``KeyboardInterrupt`` once the workers have stopped.
+
+@contextmanager
+def sweep_lock(sweep_dir: Path) -> Iterator[None]:
+    """Hold ``sweep_dir/sweep.lock`` (an ``flock`` that the kernel releases when this process ends, however it ends)
+    for the block; :class:`SweepBusy` names the process that holds it. Where there is no flock (Windows), nothing
+    is locked."""
+    if fcntl is None:
+        yield
+        return
+    path = Path(sweep_dir) / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise SweepBusy(
+            f"--out {sweep_dir} is in use by another sweep (pid {holder}); wait for it to finish or stop it"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def run_sweep(sweep: SweepConfig, progress: bool = True) -> SweepReport:
+    """Validate, lock the sweep directory, write sweep.json, run every unfinished grid point, then write results.csv.
+
+    Raises ``ValueError`` (before any work) for bad settings, and :class:`SweepBusy` (a ``ValueError``) while
+    another sweep runs in the same directory. A failing run does not stop the others; it is listed in
+    ``SweepReport.failed``. Ctrl-C raises ``KeyboardInterrupt`` once the workers have stopped.
     """
     sweep.validate()
-    check_same_settings(sweep)
     backend = backend_for(sweep)
     sweep_dir = Path(sweep.out)
+    check_same_settings(sweep)  # before the lock, so that a refused sweep writes nothing
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    with sweep_lock(sweep_dir):
+        return run_locked(sweep, backend, progress)
+
+
+def run_locked(sweep: SweepConfig, backend, progress: bool) -> SweepReport:
+    """:func:`run_sweep` once its directory is locked."""
+    sweep_dir = Path(sweep.out)
+    check_same_settings(sweep)  # again: another sweep may have written sweep.json meanwhile
     write_json(sweep_dir / SWEEP_JSON, sweep_record(sweep))
     jobs, finished = plan(sweep)
     report = SweepReport(skipped=finished)

@@ -7,7 +7,9 @@
 
 Every training flag of train_policy.py is accepted and shared by all runs. Exit status: 0 when every run finished,
 1 when some failed (each records error.json in its run directory) or lost their worker process, 2 for bad flags
-(before any work), 130 on Ctrl-C. Running the same command again skips finished runs and resumes the others.
+or a --out where another sweep is running (before any work), 130 on Ctrl-C and 143 on SIGTERM (the workers stop
+first; they also die with this process when it is killed). Running the same command again skips finished runs and
+resumes the others.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import tyro
 
 from oversight_rl.config import PRESETS, TrainConfig
 from oversight_rl.results import format_problems, format_table, gather
-from oversight_rl.sweep import SweepConfig, run_sweep
+from oversight_rl.sweep import SweepConfig, Terminated, run_sweep, sigterm_as_interrupt
 
 
 @dataclass
@@ -53,13 +55,14 @@ def parse(argv: list[str]) -> SweepConfig:
 def main(argv: list[str]) -> int:
     sweep = parse(argv)
     try:
-        report = run_sweep(sweep)
+        with sigterm_as_interrupt():
+            report = run_sweep(sweep)
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interruption:
         print(f"\ninterrupted: run the same command again to resume the sweep in {sweep.out}", file=sys.stderr)
-        return 130
+        return 143 if isinstance(interruption, Terminated) else 130
     results = gather(sweep.out)
     print(format_table(results))
     problems = format_problems(results)

@@ -4,7 +4,11 @@ python scripts/train_policy.py                          # routing, 10% oversight
 python scripts/train_policy.py --method naive --oversight 0.3
 python scripts/train_policy.py --preset paper           # the paper's exact settings (slow on a CPU)
 python scripts/train_policy.py --trainer sb3            # the same run through Stable-Baselines3's RoutedPPO
-python scripts/train_policy.py --resume runs/routing-p0.1-s0-20260101-120000
+python scripts/train_policy.py --resume runs/routing-p0.1-s0-20260101-120000 --threads 2
+
+Each run gets a directory of its own under --out, named after its method, oversight, seed and start time (with -2,
+-3, ... if two runs start in the same second). --resume continues a run with its saved settings; only --device,
+--threads and --tensorboard may change. Exit status 2, with a one-line error and nothing written, for bad flags.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import tyro
 from oversight_rl.config import PRESETS, TrainConfig
 from oversight_rl.launch import resume, train
 from oversight_rl.plots import plot_run
-from oversight_rl.rundir import run_name
+from oversight_rl.rundir import create_run_dir, run_name
 
 TABLE_METRICS = ("true_return", "diamond_rate", "ghost_rate", "hacking_gap", "gate_auroc")
 
@@ -32,7 +36,18 @@ class CommandLine(TrainConfig):
     out: str = "runs"
     """Directory under which the run directory is created."""
     resume: str | None = None
-    """Continue the interrupted run in this run directory (its saved settings are used)."""
+    """Continue the interrupted run in this run directory with its saved settings; of the other flags, only
+    --device, --threads and --tensorboard may change."""
+
+
+def given_settings(argv: list[str]) -> set[str]:
+    """The settings named on the command line (``--lr 0.1``, ``--lr=0.1``, ``--no-anneal-lr``), whatever their value."""
+    names = set()
+    for token in argv:
+        if token.startswith("--"):
+            name = token[2:].split("=", 1)[0].replace("-", "_")
+            names.update((name, name.removeprefix("no_")))
+    return names & {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def parse(argv: list[str]) -> CommandLine:
@@ -72,16 +87,16 @@ def main(argv: list[str]) -> int:
     try:
         if args.resume:
             run_dir = Path(args.resume)
-            summary = resume(run_dir)
+            summary = resume(run_dir, **{name: getattr(args, name) for name in given_settings(argv)})
         else:
             config = TrainConfig.from_saved(dataclasses.asdict(args))
             config.validate()
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            run_dir = Path(args.out) / f"{run_name(config.method, config.oversight, config.seed)}-{stamp}"
+            name = f"{run_name(config.method, config.oversight, config.seed)}-{time.strftime('%Y%m%d-%H%M%S')}"
+            run_dir = create_run_dir(Path(args.out), name)
             print(f"run directory: {run_dir}")
             summary = train(config, run_dir)
     except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     print_table(summary)
     print(f"\nlearning curve: {plot_run(run_dir)}")

@@ -13,7 +13,7 @@ import pytest
 
 import oversight_rl.sweep as sweep_module
 from oversight_rl.results import ERROR, bootstrap_ci, gather, run_status
-from oversight_rl.rundir import CHECKPOINT, CONFIG, SUMMARY, TRAIN_CSV, read_csv, read_json, run_name
+from oversight_rl.rundir import CHECKPOINT, CONFIG, EVAL_CSV, SUMMARY, TRAIN_CSV, read_csv, read_json, run_name
 from oversight_rl.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -358,7 +358,11 @@ def test_run_status_reads_the_run_directory(tmp_path):
     assert run_status(run_dir) == "failed"
     os.utime(run_dir / CHECKPOINT, ns=(2**62, 2**62))  # a later attempt checkpointed after the failure
     assert run_status(run_dir) == "interrupted"
-    (run_dir / SUMMARY).write_text("{}")
+    for name in (TRAIN_CSV, EVAL_CSV):
+        (run_dir / name).write_text("update,env_steps\n1,128\n2,256\n")
+    (run_dir / SUMMARY).write_text('{"updates": 1}')
+    assert run_status(run_dir) == "interrupted"  # the summary of another attempt: the CSVs reached update 2
+    (run_dir / SUMMARY).write_text('{"updates": 2}')
     assert run_status(run_dir) == "done"
 
 
