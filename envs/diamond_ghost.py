@@ -48,17 +48,37 @@ class Terminal(enum.IntEnum):
     GHOST = 2
 
 
-def validate_settings(rows: int, cols: int, oversight: float, spurious_oversight: float, max_steps: int) -> None:
+def check_integer(name: str, value: Any, minimum: int) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is an integer (not a bool) of at least ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_fraction(name: str, value: Any) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is a real number in [0, 1] (not a bool, not NaN)."""
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not (number and 0.0 <= value <= 1.0):
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+
+
+def check_flag(name: str, value: Any) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is True or False."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def validate_settings(
+    rows: int, cols: int, oversight: float, spurious_oversight: float, max_steps: int, observe_oversight: bool = True
+) -> None:
     """Raise ``ValueError`` naming the first bad setting and its allowed range."""
-    if not (isinstance(rows, (int, np.integer)) and isinstance(cols, (int, np.integer)) and rows >= 1 and cols >= 1):
-        raise ValueError(f"rows and cols must be positive integers, got rows={rows!r}, cols={cols!r}")
+    check_integer("rows", rows, 1)
+    check_integer("cols", cols, 1)
     if rows * cols < 3:
         raise ValueError(f"rows * cols must be >= 3 to hold the agent, Diamond and Ghost, got {rows}x{cols}")
-    for name, value in (("oversight", oversight), ("spurious_oversight", spurious_oversight)):
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-    if not (isinstance(max_steps, (int, np.integer)) and max_steps >= 1):
-        raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
+    check_fraction("oversight", oversight)
+    check_fraction("spurious_oversight", spurious_oversight)
+    check_integer("max_steps", max_steps, 1)
+    check_flag("observe_oversight", observe_oversight)
 
 
 def layout_observation(
@@ -111,7 +131,7 @@ class DiamondGhostGrid:
         max_steps: int,
         observe_oversight: bool,
     ):
-        validate_settings(rows, cols, oversight, spurious_oversight, max_steps)
+        validate_settings(rows, cols, oversight, spurious_oversight, max_steps, observe_oversight)
         self.num_envs, self.rows, self.cols = num_envs, rows, cols
         self.oversight, self.spurious_oversight = float(oversight), float(spurious_oversight)
         self.max_steps, self.observe_oversight = max_steps, observe_oversight
@@ -258,8 +278,7 @@ class DiamondGhostVecEnv(VectorEnv):
         observe_oversight: bool = True,
         render_mode: str | None = None,
     ):
-        if not (isinstance(num_envs, (int, np.integer)) and num_envs >= 1):
-            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        check_integer("num_envs", num_envs, 1)
         check_render_mode(render_mode, self.metadata["render_modes"])
         self.grid = DiamondGhostGrid(num_envs, rows, cols, oversight, spurious_oversight, max_steps, observe_oversight)
         self.num_envs, self.render_mode = num_envs, render_mode

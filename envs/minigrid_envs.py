@@ -54,7 +54,14 @@ from minigrid.core.world_object import Wall, WorldObj
 from minigrid.minigrid_env import MiniGridEnv
 from minigrid.utils.rendering import fill_coords, point_in_circle, point_in_rect
 
-from envs.diamond_ghost import MOVES, Terminal, check_render_mode, layout_observation, validate_settings
+from envs.diamond_ghost import (
+    MOVES,
+    Terminal,
+    check_integer,
+    check_render_mode,
+    layout_observation,
+    validate_settings,
+)
 
 ENTRY_POINT = "envs.minigrid_envs:make_minigrid_env"
 
@@ -155,7 +162,7 @@ class OverseenFloor(OversightObject):
 def parse_layout(layout: str | Sequence[str]) -> np.ndarray:
     """Boolean wall map ``(rows, cols)`` of a layout: rows of ``.`` (floor) and ``#`` (wall), or one string of them
     separated by newlines. Raises ``ValueError`` naming ``layout`` if it is malformed."""
-    rows = layout.split() if isinstance(layout, str) else list(layout)
+    rows = layout.split() if isinstance(layout, str) else list(layout) if isinstance(layout, Sequence) else None
     if not rows or not all(isinstance(r, str) and r and set(r) <= {".", "#"} for r in rows):
         raise ValueError(f"layout must be non-empty rows of '.' (floor) and '#' (wall), got {layout!r}")
     if len({len(r) for r in rows}) != 1:
@@ -224,7 +231,8 @@ class DiamondGhostMiniGridEnv(MiniGridEnv):
         self.walls = parse_layout(layout)
         validate_layout(self.walls, num_ghosts)
         rows, cols = self.walls.shape
-        validate_settings(rows, cols, oversight, spurious_oversight, max_steps)
+        validate_settings(rows, cols, oversight, spurious_oversight, max_steps, observe_oversight)
+        check_integer("tile_size", tile_size, 1)
         check_render_mode(render_mode, self.metadata["render_modes"])
         self.num_ghosts, self.oversight = int(num_ghosts), float(oversight)
         self.spurious_oversight = float(spurious_oversight)

@@ -6,18 +6,21 @@ labels of the episodes that ended, as plain arrays.
 
 - ``native``: ``DiamondGhostVecEnv``, for a native preset or a MiniGrid preset whose room is open with one Ghost
   (the same game; MiniGrid only draws it). Millions of env steps per second.
-- ``sync``: a ``SyncVectorEnv`` of the preset's single env, for layouts with no native form (walls, several Ghosts).
+- ``sync``: a ``SyncVectorEnv`` of the preset's single env (:class:`CheckedSyncVectorEnv`, which also checks the
+  shape of the action batch), for layouts with no native form (walls, several Ghosts).
   It steps MiniGrid one environment at a time, thousands of env steps per second.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 
-from envs.diamond_ghost import DiamondGhostVecEnv
+from envs.diamond_ghost import DiamondGhostVecEnv, check_integer
 from envs.minigrid_envs import ENTRY_POINT as MINIGRID_ENTRY_POINT
 from envs.minigrid_envs import native_counterpart
 
@@ -41,21 +44,31 @@ def vectorization_of(env_id: str, **kwargs) -> Vectorization:
     return "native" if native else "sync"
 
 
+class CheckedSyncVectorEnv(SyncVectorEnv):
+    """gymnasium's ``SyncVectorEnv``, except that an action batch of the wrong shape raises a one-line
+    ``ValueError`` (each single environment checks its own action's type and range)."""
+
+    def step(self, actions: Any):
+        if np.shape(actions) != (self.num_envs,):
+            raise ValueError(
+                f"actions must be an array of shape ({self.num_envs},) of integers in {{0, 1, 2, 3}}, "
+                f"got shape {np.shape(actions)}"
+            )
+        return super().step(actions)
+
+
 def make_batched(env_id: str, num_envs: int, vectorization: Vectorization | None = None, **kwargs: Any) -> VectorEnv:
     """``num_envs`` environments of the preset ``env_id`` (with ``kwargs`` overriding its settings), batched the
     fastest way available, or as ``vectorization`` demands (``native`` raises ``ValueError`` where there is none)."""
+    check_integer("num_envs", num_envs, 1)
     available = vectorization_of(env_id, **kwargs)
     if vectorization not in (None, "native", "sync"):
         raise ValueError(f"vectorization must be 'native', 'sync' or None, got {vectorization!r}")
     if vectorization == "native" and available != "native":
         raise ValueError(f"vectorization='native': {env_id} has no natively batched form")
     if (vectorization or available) == "sync":
-        return gym.make_vec(
-            env_id,
-            num_envs=num_envs,
-            vectorization_mode="sync",
-            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-            **kwargs,
+        return CheckedSyncVectorEnv(
+            [functools.partial(gym.make, env_id, **kwargs)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP
         )
     if gym.spec(env_id).vector_entry_point is not None:
         return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)

@@ -6,6 +6,7 @@ over the native presets. MiniGrid-only behaviour is tested in test_minigrid.py.
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import gymnasium as gym
@@ -481,7 +482,17 @@ BAD_SETTINGS = {  # id: (settings, pattern the message must match)
     "max_steps=0": (dict(max_steps=0), "max_steps"),
     "max_steps=2.5": (dict(max_steps=2.5), "max_steps"),
     "render_mode=human": (dict(render_mode="human"), "render_mode"),
+    "oversight=True": (dict(oversight=True), "^oversight"),
+    "rows=True": (dict(rows=True), "^rows"),
+    "cols=5.0": (dict(cols=5.0), "^cols"),
+    "max_steps=True": (dict(max_steps=True), "^max_steps"),
+    "observe_oversight='no'": (dict(observe_oversight="no"), "^observe_oversight"),
 }
+
+# Every numeric setting of every preset, given a value of the wrong type through gymnasium.make: a one-line
+# ValueError that names the setting and its allowed range (not a TypeError from deep inside).
+NUMERIC_SETTINGS = {"oversight": "[0, 1]", "spurious_oversight": "[0, 1]", "max_steps": ">= 1"}
+GRID_SETTINGS = {"rows": ">= 1", "cols": ">= 1"}  # native presets only: a MiniGrid room's size is its layout
 
 
 @pytest.mark.parametrize("form", [DiamondGhostEnv, DiamondGhostVecEnv], ids=["single", "batched"])
@@ -492,9 +503,22 @@ def test_bad_settings(form, case):
         form(**settings)
 
 
-def test_bad_num_envs():
-    with pytest.raises(ValueError, match="num_envs"):
-        DiamondGhostVecEnv(num_envs=0)
+@pytest.mark.parametrize("value", ["a", None, "0.5"], ids=repr)
+@pytest.mark.parametrize("env_id", PRESET_IDS)
+def test_bad_setting_types_through_gymnasium_make(env_id, value):
+    settings = {**NUMERIC_SETTINGS, **(GRID_SETTINGS if env_id in envs.NATIVE_PRESETS else {})}
+    for name, allowed in settings.items():
+        with pytest.raises(ValueError, match=f"^{name} must be .*{re.escape(allowed)}, got {re.escape(repr(value))}$"):
+            gym.make(env_id, **{name: value})
+
+
+@pytest.mark.parametrize("num_envs", [0, -1, 2.0, True], ids=repr)
+def test_bad_num_envs(num_envs):
+    with pytest.raises(ValueError, match="^num_envs must be an integer >= 1"):
+        DiamondGhostVecEnv(num_envs=num_envs)
+    for env_id in NATIVE_IDS:
+        with pytest.raises(ValueError, match="^num_envs must be an integer >= 1"):
+            envs.make_batched(env_id, num_envs)
 
 
 @pytest.mark.parametrize("action", [4, -1, 1.0, np.array([0]), np.array([0, 1])], ids=repr)

@@ -310,6 +310,15 @@ BAD_SETTINGS = {  # id: (settings, pattern the message must match)
     "spurious=-0.1": (dict(spurious_oversight=-0.1), "^spurious_oversight"),
     "max_steps=0": (dict(max_steps=0), "^max_steps"),
     "render_mode=ansi": (dict(render_mode="ansi"), "^render_mode"),
+    "layout=5": (dict(layout=5), "^layout"),
+    "oversight=None": (dict(oversight=None), "^oversight must be a number in \\[0, 1\\]"),
+    "oversight='a'": (dict(oversight="a"), "^oversight must be a number in \\[0, 1\\]"),
+    "spurious=None": (dict(spurious_oversight=None), "^spurious_oversight must be a number in \\[0, 1\\]"),
+    "max_steps=None": (dict(max_steps=None), "^max_steps must be an integer >= 1"),
+    "max_steps=True": (dict(max_steps=True), "^max_steps must be an integer >= 1"),
+    "tile_size=0": (dict(tile_size=0), "^tile_size must be an integer >= 1"),
+    "tile_size='a'": (dict(tile_size="a"), "^tile_size must be an integer >= 1"),
+    "observe_oversight=None": (dict(observe_oversight=None), "^observe_oversight must be True or False"),
 }
 
 
@@ -320,11 +329,38 @@ def test_bad_settings(case):
         DiamondGhostMiniGridEnv(**settings)
 
 
-@pytest.mark.parametrize("action", [4, -1, 1.0, np.array([0])], ids=repr)
+BAD_ACTIONS = [4, -1, 7, 1.0, 2.5, "a", None, True, np.int64(9), np.float32(1.0), np.array([0])]
+
+
+@pytest.mark.parametrize("action", BAD_ACTIONS, ids=repr)
 def test_bad_action(action):
     env = wrapped()
-    with pytest.raises(ValueError, match="action"):
+    with pytest.raises(ValueError, match=r"^action must be a single integer in \{0, 1, 2, 3\}, got [^\n]*$"):
         env.step(action)
+    made = gym.make(ROOMS)  # through gymnasium.make's wrappers too
+    made.reset(seed=0)
+    with pytest.raises(ValueError, match=r"^action must be a single integer in \{0, 1, 2, 3\}"):
+        made.step(action)
+
+
+@pytest.mark.parametrize(
+    "actions",
+    [[0, 4], [0, -1], [0.0, 1.0], ["a", "b"], [True, False], [0, 1, 2], [0], 1, [[0], [1]]],
+    ids=repr,
+)
+def test_bad_actions_sync_batched(actions):
+    """A SyncVectorEnv of MiniGrid layouts names the allowed actions too, also for a batch of the wrong shape."""
+    env = envs.make_batched(ROOMS, 2)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"^actions? must be .*\{0, 1, 2, 3\}[^\n]*$"):
+        env.step(np.asarray(actions))
+
+
+@pytest.mark.parametrize("num_envs", [0, -1, 2.0, True], ids=repr)
+@pytest.mark.parametrize("env_id", MINIGRID_IDS)
+def test_bad_num_envs(env_id, num_envs):
+    with pytest.raises(ValueError, match="^num_envs must be an integer >= 1"):
+        envs.make_batched(env_id, num_envs)
 
 
 @pytest.mark.parametrize(
