@@ -36,17 +36,21 @@ Episode-end info, as in :mod:`envs.diamond_ghost`: ``terminal`` (a :class:`~envs
 whether the Ghost reached was overseen, and for an episode that ends elsewhere whether every Ghost was (so no
 unwatched Ghost was on offer); with one Ghost both readings agree.
 
-Rendering (``render_mode="rgb_array"``): the Diamond is a cyan rhombus, a Ghost a violet ghost with white eyes, the
-agent MiniGrid's red triangle pointing along its last move, and overseen cells are tinted amber.
+Rendering (``render_mode="rgb_array"``, or ``"human"`` for a pygame window that is redrawn at every reset and step):
+the Diamond is a cyan rhombus, a Ghost a violet ghost with white eyes, the agent MiniGrid's red triangle pointing along
+its last move, and overseen cells are tinted amber. Without a display, ``"human"`` raises a ``RuntimeError`` at the
+first reset (set ``SDL_VIDEODRIVER=dummy`` to run it headless anyway).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import pygame
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
 from minigrid.core.grid import Grid
 from minigrid.core.mission import MissionSpace
@@ -215,7 +219,7 @@ class DiamondGhostMiniGridEnv(MiniGridEnv):
     ``(col + 1, row + 1)``, past the outer wall).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -359,7 +363,14 @@ class DiamondGhostMiniGridEnv(MiniGridEnv):
         if terminated or truncated:
             info = self.episode_info(terminal, ghost_overseen)
             self._needs_reset = True
+        if self.render_mode == "human":
+            self.render()
         return self.gen_obs(), reward, terminated, truncated, info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode == "human" and self.window is None:
+            check_display()
+        return super().render()
 
     def gen_obs(self) -> dict:
         """MiniGrid's fully observable observation, as its ``FullyObsWrapper`` builds it (but without re-encoding
@@ -390,6 +401,25 @@ class DiamondGhostMiniGridEnv(MiniGridEnv):
             "ghost_overseen": ghost_overseen,
             "diamond_overseen": self.diamond_overseen,
         }
+
+
+HEADLESS = "use render_mode='rgb_array' without one (or set SDL_VIDEODRIVER=dummy to draw to no window)"
+
+
+def check_display() -> None:
+    """``RuntimeError`` unless pygame can open a window: SDL found no video device, or fell back to an invisible
+    driver (``offscreen``, ``dummy``) that ``SDL_VIDEODRIVER`` did not ask for."""
+    requested = os.environ.get("SDL_VIDEODRIVER")
+    try:
+        pygame.display.init()
+        driver = pygame.display.get_driver()
+    except pygame.error as error:
+        raise RuntimeError(f"render_mode='human' needs a display, but pygame has none ({error}); {HEADLESS}") from None
+    if driver in ("offscreen", "dummy") and requested != driver:
+        pygame.display.quit()
+        raise RuntimeError(
+            f"render_mode='human' needs a display, but SDL fell back to its {driver!r} driver; {HEADLESS}"
+        )
 
 
 def check_action(action: Any) -> int:

@@ -13,6 +13,7 @@ import warnings
 
 import gymnasium as gym
 import numpy as np
+import pygame
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
@@ -70,10 +71,12 @@ def test_registration(env_id):
 
 
 @pytest.mark.parametrize("env_id", MINIGRID_IDS)
-def test_unwrapped_env_is_a_valid_minigrid_env(env_id):
+def test_unwrapped_env_is_a_valid_minigrid_env(env_id, monkeypatch):
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # the checker also plays the human mode: a headless window
     raw = gym.make(env_id, render_mode="rgb_array").unwrapped
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", message=r"The system font")  # MiniGrid's human window asks for a rare font
         gym_check_env(raw)
     obs, _ = raw.reset(seed=1)
     for action in (UP, RIGHT, DOWN):  # its image is MiniGrid's fully observable encoding
@@ -283,6 +286,57 @@ def test_render_shows_diamond_ghost_and_oversight_tint():
     assert corner((1, 3)) == corner((2, 2)) == corner((4, 4))  # the unwatched Ghost's, the Diamond's and a floor cell
     assert centre((3, 1)) == centre((1, 3))  # both Ghosts look alike
     assert centre((0, 0)) == (255, 0, 0)  # MiniGrid's agent
+
+
+@pytest.fixture
+def display_off():
+    """pygame's display shut before and after the test, so that each reads ``SDL_VIDEODRIVER`` afresh."""
+    pygame.display.quit()
+    yield
+    pygame.display.quit()
+
+
+@pytest.mark.parametrize("env_id", MINIGRID_IDS)
+def test_human_render_mode_is_accepted(env_id):
+    env = gym.make(env_id, render_mode="human")
+    assert env.unwrapped.render_mode == "human" and "human" in env.metadata["render_modes"]
+    assert env.unwrapped.window is None  # no window before the first reset
+
+
+def test_human_render_mode_draws_every_reset_and_step_headless(monkeypatch, display_off):
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # a window that draws to no screen, as a test needs
+    env = gym.make(ROOMS, render_mode="human")
+    monkeypatch.setattr(env.unwrapped, "metadata", {**env.unwrapped.metadata, "render_fps": 1000})  # no waiting
+    env.reset(seed=0)
+    env.unwrapped.set_layout(agent=(0, 0), diamond=(4, 8), ghosts=[(4, 0)])
+    env.render()
+    window = env.unwrapped.window
+    assert window is not None and pygame.display.get_driver() == "dummy"
+    before = pygame.surfarray.array3d(window)
+    assert len(np.unique(before.reshape(-1, 3), axis=0)) > 5  # a picture, not a blank window
+    assert env.step(RIGHT)[2:4] == (False, False)
+    assert env.render() is None  # human mode draws; it returns nothing
+    assert not np.array_equal(pygame.surfarray.array3d(window), before)  # the step redrew the moved agent
+    env.close()
+
+
+def test_human_render_mode_without_a_display_is_a_clear_error(monkeypatch, display_off):
+    monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
+    monkeypatch.delenv("DISPLAY", raising=False)  # so X11 cannot open one
+    env = gym.make(ROOMS, render_mode="human")
+    with pytest.raises(RuntimeError, match=r"^render_mode='human' needs a display.*rgb_array[^\n]*$"):
+        env.reset(seed=0)
+
+
+def test_human_render_mode_refuses_an_invisible_fallback(monkeypatch, display_off):
+    """Without a display SDL may quietly pick its ``offscreen`` driver: the window would exist but show nothing."""
+    monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)
+    monkeypatch.setattr(pygame.display, "init", lambda: None)
+    monkeypatch.setattr(pygame.display, "get_driver", lambda: "offscreen")
+    env = gym.make(ROOMS, render_mode="human")
+    with pytest.raises(RuntimeError, match="^render_mode='human' needs a display.*'offscreen'"):
+        env.reset(seed=0)
+    assert env.unwrapped.window is None
 
 
 def test_object_encodings_are_unique():
