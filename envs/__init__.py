@@ -12,6 +12,9 @@ Two kinds of preset share one game, one observation and one set of episode-end l
 >>> env = gymnasium.make("OversightRL/DiamondGhost-5x5-v0", oversight=0.1)
 >>> vec = envs.make_batched("OversightRL/DiamondGhost-5x5-v0", num_envs=512, oversight=0.1)
 >>> rooms = gymnasium.make("OversightRL/MiniGrid-DiamondGhost-TwoRooms-v0", render_mode="rgb_array")
+
+``step`` returns the overseer's proxy reward; :class:`TrueReward` and :class:`TrueRewardVec` make it return the true
+reward (for ``RecordEpisodeStatistics``, SB3's ``Monitor`` and ``evaluate_policy``).
 """
 
 from gymnasium.envs.registration import register, registry
@@ -19,6 +22,7 @@ from gymnasium.envs.registration import register, registry
 from envs.diamond_ghost import DiamondGhostEnv, DiamondGhostGrid, DiamondGhostVecEnv, Terminal, layout_observation
 from envs.minigrid_envs import ENTRY_POINT as MINIGRID_ENTRY_POINT
 from envs.minigrid_envs import ROOM_5X5, TWO_ROOMS, DiamondGhostMiniGridEnv, OversightGridObservation
+from envs.true_reward import TrueReward, TrueRewardVec
 from envs.vectorize import (
     describe_vectorization,
     episode_step_limit,
@@ -38,6 +42,8 @@ __all__ = [
     "OversightGridObservation",
     "PRESETS",
     "Terminal",
+    "TrueReward",
+    "TrueRewardVec",
     "describe_vectorization",
     "episode_step_limit",
     "layout_observation",
