@@ -13,6 +13,16 @@ from oversight_rl.rundir import CHECKPOINT, CONFIG, SUMMARY, read_json
 VARIANTS = ("deployed", "trained", "diamond", "ghost", "best")
 
 
+def sample_actions(probs: np.ndarray, rng: np.random.Generator, greedy: bool = False) -> np.ndarray:
+    """One action per row of the probabilities ``(B, A)``, drawn with ``rng`` (or the most probable with
+    ``greedy``)."""
+    if greedy:
+        return probs.argmax(axis=1)
+    cumulative = probs.cumsum(axis=1)
+    draws = rng.random((len(probs), 1)) * cumulative[:, -1:]
+    return np.minimum((draws > cumulative).sum(axis=1), probs.shape[1] - 1)
+
+
 class LoadedPolicy:
     """A trained policy variant that acts on numpy observations: a batch ``(B, 4, rows, cols)`` or one ``(4, rows,
     cols)`` observation, ``float32`` one-hot channels ``[agent, ghost, diamond, oversight]`` as the environments give
@@ -57,7 +67,7 @@ class LoadedPolicy:
         """Sampled actions (or the most probable with ``greedy``): ``(B,)`` for a batch, a scalar for one
         observation."""
         batch, single = self.check_observations(obs)
-        actions = self._choose(self._probs(batch), rng if rng is not None else self.rng, greedy)
+        actions = sample_actions(self._probs(batch), rng if rng is not None else self.rng, greedy)
         return actions[0] if single else actions
 
     def predict(
@@ -72,20 +82,12 @@ class LoadedPolicy:
         The policy has no recurrent state, so ``state`` and ``episode_start`` are ignored. One observation gives a
         0-d action array, as SB3 does."""
         batch, single = self.check_observations(obs)
-        actions = self._choose(self._probs(batch), self.rng, deterministic)
+        actions = sample_actions(self._probs(batch), self.rng, deterministic)
         return (actions.reshape(()) if single else actions), None
 
     @torch.no_grad()
     def _probs(self, batch: np.ndarray) -> np.ndarray:
         return torch.softmax(self.module(torch.from_numpy(batch)), dim=-1).numpy()
-
-    @staticmethod
-    def _choose(probs: np.ndarray, rng: np.random.Generator, greedy: bool) -> np.ndarray:
-        if greedy:
-            return probs.argmax(axis=1)
-        cumulative = probs.cumsum(axis=1)
-        draws = rng.random((len(probs), 1)) * cumulative[:, -1:]
-        return (draws > cumulative).sum(axis=1)
 
 
 def load_policy(run_dir: str | Path, variant: str = "deployed", seed: int | None = 0) -> LoadedPolicy:
