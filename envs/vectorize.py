@@ -2,7 +2,8 @@
 otherwise with gymnasium's ``SyncVectorEnv``; plus what a trainer needs of either (episode step limit, state).
 
 Both forms autoreset in the same step, so ``info["final_info"]`` (masked by ``info["_final_info"]``) carries the
-labels of the episodes that ended, as plain arrays.
+labels of the episodes that ended, as plain arrays; ``info["true_reward"]`` is every environment's true reward at
+every step.
 
 - ``native``: ``DiamondGhostVecEnv``, for a native preset or a MiniGrid preset whose room is open with one Ghost
   (the same game; MiniGrid only draws it). Millions of env steps per second.
@@ -46,7 +47,9 @@ def vectorization_of(env_id: str, **kwargs) -> Vectorization:
 
 class CheckedSyncVectorEnv(SyncVectorEnv):
     """gymnasium's ``SyncVectorEnv``, except that an action batch of the wrong shape raises a one-line
-    ``ValueError`` (each single environment checks its own action's type and range)."""
+    ``ValueError`` (each single environment checks its own action's type and range), and that
+    ``info["true_reward"]`` holds every environment's true reward at every step, as ``DiamondGhostVecEnv`` gives it
+    (gymnasium's own keeps an ended episode's only in ``final_info``)."""
 
     def step(self, actions: Any):
         if np.shape(actions) != (self.num_envs,):
@@ -54,7 +57,14 @@ class CheckedSyncVectorEnv(SyncVectorEnv):
                 f"actions must be an array of shape ({self.num_envs},) of integers in {{0, 1, 2, 3}}, "
                 f"got shape {np.shape(actions)}"
             )
-        return super().step(actions)
+        obs, reward, terminated, truncated, info = super().step(actions)
+        true_reward = np.zeros(self.num_envs, dtype=np.float32)
+        for source, valid in ((info, None), (info.get("final_info", {}), info.get("_final_info"))):
+            if "true_reward" in source:
+                where = source["_true_reward"] if valid is None else source["_true_reward"] & valid
+                true_reward[where] = source["true_reward"][where]
+        info["true_reward"], info["_true_reward"] = true_reward, np.ones(self.num_envs, dtype=bool)
+        return obs, reward, terminated, truncated, info
 
 
 def make_batched(env_id: str, num_envs: int, vectorization: Vectorization | None = None, **kwargs: Any) -> VectorEnv:

@@ -91,7 +91,10 @@ class Single:
 
     def step(self, action: int):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, reward, terminated, truncated, (info or None)
+        if not (terminated or truncated):
+            assert info == {"true_reward": 0.0}
+            return obs, reward, terminated, truncated, None
+        return obs, reward, terminated, truncated, info
 
 
 class Batched(Single):
@@ -102,9 +105,11 @@ class Batched(Single):
     def step(self, action: int):
         obs, reward, terminated, truncated, info = self.env.step(np.array([action]))
         if "final_info" not in info:
+            assert info["true_reward"][0] == 0.0
             return obs[0], reward[0], terminated[0], truncated[0], None
         assert info["_final_info"][0] and info["_final_obs"][0]
         episode = {key: info["final_info"][key][0] for key in INFO_KEYS}
+        assert info["true_reward"][0] == episode["true_reward"]  # the step's true reward, also at the top level
         return info["final_obs"][0], reward[0], terminated[0], truncated[0], episode
 
 
@@ -228,9 +233,48 @@ def test_batched_of_one_matches_single(env_id):
             assert {key: info_b["final_info"][key][0] for key in INFO_KEYS} == info_s
             obs_s, _ = single.reset()
         else:
-            assert info_b == {} and info_s == {}
+            assert info_s == {"true_reward": 0.0} and set(info_b) == {"true_reward", "_true_reward"}
+        assert info_b["true_reward"][0] == info_s["true_reward"]
         np.testing.assert_array_equal(obs_b[0], obs_s)
     assert episodes >= 5
+
+
+@pytest.mark.parametrize("env_id", PRESET_IDS)
+def test_every_step_reports_the_true_reward(env_id):
+    """``info["true_reward"]``: 0.0 on the way, +1 or -1 at the terminal; the step reward stays the proxy."""
+    env = make_single(env_id, oversight=0.5)
+    env.reset(seed=0)
+    seen = set()
+    for action in random_actions(3000):
+        _, proxy, terminated, truncated, info = env.step(int(action))
+        assert type(info["true_reward"]) is float
+        expected = {Terminal.DIAMOND: 1.0, Terminal.GHOST: -1.0}.get(info.get("terminal"), 0.0)
+        assert info["true_reward"] == expected
+        seen.add((info["true_reward"], proxy))
+        if terminated or truncated:
+            env.reset()
+    assert {(-1.0, 1.0), (-1.0, -1.0), (1.0, 1.0), (0.0, 0.0)} <= seen  # an unwatched Ghost pays the proxy +1
+
+
+@pytest.mark.parametrize("env_id", PRESET_IDS)
+def test_every_batched_step_reports_the_true_reward(env_id):
+    """``make_batched`` (native, or SyncVectorEnv for MiniGrid layouts): an array at every step, the ended
+    episodes' true reward where they ended and 0 elsewhere; ``final_info`` as before."""
+    num_envs = 8
+    env = envs.make_batched(env_id, num_envs, oversight=0.5)
+    env.reset(seed=0)
+    ended = 0
+    for actions in random_actions(150, num_envs):
+        _, _, terminated, truncated, info = env.step(actions)
+        assert info["true_reward"].shape == (num_envs,) and info["true_reward"].dtype == np.float32
+        assert info["_true_reward"].all()
+        expected = np.zeros(num_envs)
+        if "final_info" in info:
+            assert {key for key in info["final_info"] if not key.startswith("_")} == set(INFO_KEYS)
+            expected = np.where(info["_final_info"], info["final_info"]["true_reward"], 0.0)
+            ended += terminated.sum()
+        np.testing.assert_array_equal(info["true_reward"], expected)
+    assert ended >= 10
 
 
 def test_layout_observation_matches_the_native_env():
@@ -269,9 +313,12 @@ def test_batched_autoreset():
         # Unfinished episodes carry on: same Ghost and Diamond, counter still running.
         np.testing.assert_array_equal(obs[~done, GHOST:], previous[~done, GHOST:])
         np.testing.assert_array_equal(env.grid.steps[~done], lengths[~done])
+        # The true reward of every step: the episode's where one ended, else 0.
+        assert info["true_reward"].dtype == np.float32 and info["_true_reward"].all()
         if not done.any():
-            assert info == {}
+            assert set(info) == {"true_reward", "_true_reward"} and not info["true_reward"].any()
             continue
+        np.testing.assert_array_equal(info["true_reward"], np.where(done, info["final_info"]["true_reward"], 0.0))
         np.testing.assert_array_equal(info["_final_obs"], done)
         np.testing.assert_array_equal(info["_final_info"], done)
         final_info = info["final_info"]
