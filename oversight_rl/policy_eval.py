@@ -88,15 +88,17 @@ def evaluate_policy(
     env = envs.make_batched(env_id, num_envs, oversight=oversight, **env_kwargs)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     windows = []
-    with torch.random.fork_rng(devices=[]):  # a model that samples with torch is seeded too, global state untouched
-        torch.manual_seed(seed)
-        act = action_function(policy, rng)
-        finished = 0
-        while finished < episodes:
-            window_seed = int(np.random.SeedSequence([seed, 1, len(windows)]).generate_state(1)[0])
-            windows.append(play_window(act, env, window_seed))
-            finished += int(windows[-1]["dones"].sum())
-    env.close()
+    try:
+        with torch.random.fork_rng(devices=[]):  # a model sampling with torch is seeded too, global state untouched
+            torch.manual_seed(seed)
+            act = action_function(policy, rng)
+            finished = 0
+            while finished < episodes:
+                window_seed = int(np.random.SeedSequence([seed, 1, len(windows)]).generate_state(1)[0])
+                windows.append(play_window(act, env, window_seed))
+                finished += int(windows[-1]["dones"].sum())
+    finally:
+        env.close()
     records = {key: np.concatenate([w[key] for w in windows], axis=1) for key in windows[0]}
     return estimates(records, gamma)
 
