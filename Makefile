@@ -1,32 +1,60 @@
-# Each target sets itself up from nothing: a virtual environment, torch first (a CPU build, pinned so that nothing
-# pulls a multi-GB CUDA wheel), then this package with torch held as a constraint. Set-up reruns only when
-# pyproject.toml changes.
+# Each target sets itself up from nothing: a virtual environment, torch first (pinned, so that nothing pulls a
+# multi-GB CUDA wheel), then this package with that torch held as a constraint. `make train` installs the core
+# package only; `make test` adds what the test suite imports (pytest, TensorBoard, Ray); `make lint` adds ruff. Each
+# set-up is stamped separately and reruns only when pyproject.toml or the torch choice changes, so the targets share
+# one environment in any order.
+#
+# The torch build is a choice, not an edit:
+#   make train TORCH=torch==2.13.0 TORCH_INDEX=https://download.pytorch.org/whl/cpu   # PyTorch's own CPU wheel
+#   make train TORCH_INDEX=https://download.pytorch.org/whl/cuXXX   # a CUDA build (pytorch.org lists the XXX)
 PYTHON ?= python3
 VENV ?= .venv
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 PY := $(VENV)/bin/python
-TORCH := torch==2.13.0
-READY := $(VENV)/.ready
+TORCH_CHOICE := $(VENV)/.torch-choice
+CONSTRAINTS := $(VENV)/constraints.txt
+BASE := $(VENV)/.ready-base
+CORE := $(VENV)/.ready-core
+TEST := $(VENV)/.ready-test
+DEV := $(VENV)/.ready-dev
 
-.PHONY: train test bench lint clean
+.PHONY: train test bench lint clean FORCE
 
-$(READY): pyproject.toml
+# Rewritten only when TORCH or TORCH_INDEX differ from the last set-up, so that a new choice reinstalls torch.
+$(TORCH_CHOICE): FORCE
+	@mkdir -p $(VENV)
+	@echo '$(TORCH) $(TORCH_INDEX)' | cmp -s - $@ || echo '$(TORCH) $(TORCH_INDEX)' > $@
+
+$(BASE): $(TORCH_CHOICE)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH)
-	echo "$(TORCH)" > $(VENV)/constraints.txt
-	$(PY) -m pip install --quiet -c $(VENV)/constraints.txt -e ".[test,ray,tensorboard,dev]"
+	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
+	$(PY) -c "import torch; print('torch==' + torch.__version__)" > $(CONSTRAINTS)
 	touch $@
 
-train: $(READY)  ## the main job: routing at 10% oversight with the default settings
+$(CORE): $(BASE) pyproject.toml
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e .
+	touch $@
+
+$(TEST): $(BASE) pyproject.toml
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[test]"
+	touch $@
+
+$(DEV): $(BASE) pyproject.toml
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
+	touch $@
+
+train: $(CORE)  ## the main job: routing at 10% oversight with the default settings
 	$(PY) scripts/train_policy.py $(ARGS)
 
-test: $(READY)  ## the full test suite
+test: $(TEST)  ## the full test suite
 	$(PY) -m pytest -n 2 $(ARGS)
 
-bench: $(READY)
+bench: $(CORE)
 	$(PY) benchmarks/env_throughput.py
 
-lint: $(READY)
+lint: $(DEV)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 clean:

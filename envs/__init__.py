@@ -16,6 +16,9 @@ torch tensors, on the device where the policy lives.
 >>> vec = envs.make_batched("OversightRL/DiamondGhost-5x5-v0", num_envs=512, oversight=0.1)
 >>> on_device = envs.make_torch("OversightRL/DiamondGhost-5x5-v0", num_envs=512, device="cpu", oversight=0.1)
 >>> rooms = gymnasium.make("OversightRL/MiniGrid-DiamondGhost-TwoRooms-v0", render_mode="rgb_array")
+
+``step`` returns the overseer's proxy reward; :class:`TrueReward` and :class:`TrueRewardVec` make it return the true
+reward (for ``RecordEpisodeStatistics``, SB3's ``Monitor`` and ``evaluate_policy``).
 """
 
 from gymnasium.envs.registration import register, registry
@@ -24,6 +27,7 @@ from envs.diamond_ghost import DiamondGhostEnv, DiamondGhostGrid, DiamondGhostVe
 from envs.minigrid_envs import ENTRY_POINT as MINIGRID_ENTRY_POINT
 from envs.minigrid_envs import ROOM_5X5, TWO_ROOMS, DiamondGhostMiniGridEnv, OversightGridObservation
 from envs.torch_grid import TorchDiamondGhost, make_torch
+from envs.true_reward import TrueReward, TrueRewardVec
 from envs.vectorize import (
     describe_vectorization,
     episode_step_limit,
@@ -44,6 +48,8 @@ __all__ = [
     "PRESETS",
     "Terminal",
     "TorchDiamondGhost",
+    "TrueReward",
+    "TrueRewardVec",
     "describe_vectorization",
     "episode_step_limit",
     "layout_observation",

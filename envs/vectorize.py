@@ -2,22 +2,26 @@
 otherwise with gymnasium's ``SyncVectorEnv``; plus what a trainer needs of either (episode step limit, state).
 
 Both forms autoreset in the same step, so ``info["final_info"]`` (masked by ``info["_final_info"]``) carries the
-labels of the episodes that ended, as plain arrays.
+labels of the episodes that ended, as plain arrays; ``info["true_reward"]`` is every environment's true reward at
+every step.
 
 - ``native``: ``DiamondGhostVecEnv``, for a native preset or a MiniGrid preset whose room is open with one Ghost
   (the same game; MiniGrid only draws it). Millions of env steps per second.
-- ``sync``: a ``SyncVectorEnv`` of the preset's single env, for layouts with no native form (walls, several Ghosts).
+- ``sync``: a ``SyncVectorEnv`` of the preset's single env (:class:`CheckedSyncVectorEnv`, which also checks the
+  shape of the action batch), for layouts with no native form (walls, several Ghosts).
   It steps MiniGrid one environment at a time, thousands of env steps per second.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 
-from envs.diamond_ghost import DiamondGhostVecEnv
+from envs.diamond_ghost import DiamondGhostVecEnv, check_integer
 from envs.minigrid_envs import ENTRY_POINT as MINIGRID_ENTRY_POINT
 from envs.minigrid_envs import native_counterpart
 
@@ -41,21 +45,40 @@ def vectorization_of(env_id: str, **kwargs) -> Vectorization:
     return "native" if native else "sync"
 
 
+class CheckedSyncVectorEnv(SyncVectorEnv):
+    """gymnasium's ``SyncVectorEnv``, except that an action batch of the wrong shape raises a one-line
+    ``ValueError`` (each single environment checks its own action's type and range), and that
+    ``info["true_reward"]`` holds every environment's true reward at every step, as ``DiamondGhostVecEnv`` gives it
+    (gymnasium's own keeps an ended episode's only in ``final_info``)."""
+
+    def step(self, actions: Any):
+        if np.shape(actions) != (self.num_envs,):
+            raise ValueError(
+                f"actions must be an array of shape ({self.num_envs},) of integers in {{0, 1, 2, 3}}, "
+                f"got shape {np.shape(actions)}"
+            )
+        obs, reward, terminated, truncated, info = super().step(actions)
+        true_reward = np.zeros(self.num_envs, dtype=np.float32)
+        for source, valid in ((info, None), (info.get("final_info", {}), info.get("_final_info"))):
+            if "true_reward" in source:
+                where = source["_true_reward"] if valid is None else source["_true_reward"] & valid
+                true_reward[where] = source["true_reward"][where]
+        info["true_reward"], info["_true_reward"] = true_reward, np.ones(self.num_envs, dtype=bool)
+        return obs, reward, terminated, truncated, info
+
+
 def make_batched(env_id: str, num_envs: int, vectorization: Vectorization | None = None, **kwargs: Any) -> VectorEnv:
     """``num_envs`` environments of the preset ``env_id`` (with ``kwargs`` overriding its settings), batched the
     fastest way available, or as ``vectorization`` demands (``native`` raises ``ValueError`` where there is none)."""
+    check_integer("num_envs", num_envs, 1)
     available = vectorization_of(env_id, **kwargs)
     if vectorization not in (None, "native", "sync"):
         raise ValueError(f"vectorization must be 'native', 'sync' or None, got {vectorization!r}")
     if vectorization == "native" and available != "native":
         raise ValueError(f"vectorization='native': {env_id} has no natively batched form")
     if (vectorization or available) == "sync":
-        return gym.make_vec(
-            env_id,
-            num_envs=num_envs,
-            vectorization_mode="sync",
-            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-            **kwargs,
+        return CheckedSyncVectorEnv(
+            [functools.partial(gym.make, env_id, **kwargs)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP
         )
     if gym.spec(env_id).vector_entry_point is not None:
         return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)

@@ -59,7 +59,7 @@ class NumpyAgentEnvs:
             obs, _, terminated, truncated, info = env.step(actions[k])
             self._obs[k] = obs
             done = terminated | truncated
-            if info:
+            if "final_info" in info:
                 final = info["final_info"]
                 reward = np.where(done, final["true_reward"], 0.0).astype(np.float32)
                 ends.append((done, final["terminal"], final["labeled"], final["ghost_overseen"], reward))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,35 +13,89 @@ from oversight_rl.rundir import CHECKPOINT, CONFIG, SUMMARY, read_json
 VARIANTS = ("deployed", "trained", "diamond", "ghost", "best")
 
 
+def sample_actions(probs: np.ndarray, rng: np.random.Generator, greedy: bool = False) -> np.ndarray:
+    """One action per row of the probabilities ``(B, A)``, drawn with ``rng`` (or the most probable with
+    ``greedy``)."""
+    if greedy:
+        return probs.argmax(axis=1)
+    cumulative = probs.cumsum(axis=1)
+    draws = rng.random((len(probs), 1)) * cumulative[:, -1:]
+    return np.minimum((draws > cumulative).sum(axis=1), probs.shape[1] - 1)
+
+
 class LoadedPolicy:
-    """A trained policy variant that acts on numpy batches of observations ``(B, 4, rows, cols)``."""
+    """A trained policy variant that acts on numpy observations: a batch ``(B, 4, rows, cols)`` or one ``(4, rows,
+    cols)`` observation, ``float32`` one-hot channels ``[agent, ghost, diamond, oversight]`` as the environments give
+    them (other real dtypes are converted). Anything else (channels last, flattened, another grid, NaN) raises
+    ``ValueError`` naming that layout.
 
-    def __init__(self, module: torch.nn.Module, variant: str):
-        self.module, self.variant = module.eval(), variant
+    Sampling uses ``rng`` when given, else the policy's own generator, seeded by ``seed`` (``None``: fresh entropy),
+    so a freshly loaded policy replays the same actions on the same observations.
+    """
 
-    @torch.no_grad()
+    def __init__(self, module: torch.nn.Module, variant: str, obs_shape: tuple[int, int, int], seed: int | None = 0):
+        self.module, self.variant, self.obs_shape = module.eval(), variant, tuple(obs_shape)
+        self.rng = np.random.default_rng(seed)
+
+    def __repr__(self) -> str:
+        return f"LoadedPolicy(variant={self.variant!r}, obs_shape={self.obs_shape})"
+
+    def check_observations(self, obs: Any) -> tuple[np.ndarray, bool]:
+        """``obs`` as a ``float32`` batch ``(B, 4, rows, cols)``, and whether it was a single observation."""
+        channels, rows, cols = self.obs_shape
+        layout = f"(B, {channels}, {rows}, {cols}) float32 (or one observation ({channels}, {rows}, {cols}))"
+        array = np.asarray(obs)
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"observations must be {layout} with values in [0, 1], got dtype {array.dtype}")
+        single = array.shape == self.obs_shape
+        if not single and (array.ndim != 4 or array.shape[1:] != self.obs_shape):
+            raise ValueError(f"observations must be {layout} with channels first, got shape {array.shape}")
+        array = np.ascontiguousarray(array, dtype=np.float32).reshape(-1, *self.obs_shape)
+        inside = (array >= 0.0) & (array <= 1.0)  # NaN fails both comparisons
+        if not inside.all():
+            bad = float(array[~inside][0])
+            raise ValueError(f"observations must be {layout} with values in [0, 1], got {bad} among them")
+        return array, single
+
     def action_probs(self, obs: np.ndarray) -> np.ndarray:
-        """Action probabilities, shape ``(B, 4)``."""
-        logits = self.module(torch.as_tensor(np.asarray(obs, dtype=np.float32)))
-        return torch.softmax(logits, dim=-1).numpy()
+        """Action probabilities: ``(B, 4)`` for a batch, ``(4,)`` for one observation."""
+        batch, single = self.check_observations(obs)
+        probs = self._probs(batch)
+        return probs[0] if single else probs
 
     def act(self, obs: np.ndarray, rng: np.random.Generator | None = None, greedy: bool = False) -> np.ndarray:
-        """Sampled actions (or the most probable with ``greedy``), shape ``(B,)``."""
-        probs = self.action_probs(obs)
-        if greedy:
-            return probs.argmax(axis=1)
-        rng = rng if rng is not None else np.random.default_rng()
-        cumulative = probs.cumsum(axis=1)
-        draws = rng.random((len(probs), 1)) * cumulative[:, -1:]
-        return (draws > cumulative).sum(axis=1)
+        """Sampled actions (or the most probable with ``greedy``): ``(B,)`` for a batch, a scalar for one
+        observation."""
+        batch, single = self.check_observations(obs)
+        actions = sample_actions(self._probs(batch), rng if rng is not None else self.rng, greedy)
+        return actions[0] if single else actions
+
+    def predict(
+        self,
+        obs: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, None]:
+        """Stable-Baselines3's ``predict``: ``(actions, None)``; ``deterministic`` takes the most probable action.
+
+        The policy has no recurrent state, so ``state`` and ``episode_start`` are ignored. One observation gives a
+        0-d action array, as SB3 does."""
+        batch, single = self.check_observations(obs)
+        actions = sample_actions(self._probs(batch), self.rng, deterministic)
+        return (actions.reshape(()) if single else actions), None
+
+    @torch.no_grad()
+    def _probs(self, batch: np.ndarray) -> np.ndarray:
+        return torch.softmax(self.module(torch.from_numpy(batch)), dim=-1).numpy()
 
 
-def load_policy(run_dir: str | Path, variant: str = "deployed") -> LoadedPolicy:
-    """Load a policy variant from ``run_dir``.
+def load_policy(run_dir: str | Path, variant: str = "deployed", seed: int | None = 0) -> LoadedPolicy:
+    """Load a policy variant from ``run_dir``; its actions are sampled from a generator seeded by ``seed``.
 
     Variants: ``deployed`` (what the method deploys: the Diamond expert for mixture methods, the best checkpoint for
     early stopping, else the trained policy), ``trained``, ``diamond``, ``ghost`` (mixture methods) and ``best``
-    (early stopping).
+    (early stopping). The loaded policy's ``variant`` names what was loaded (``deployed`` resolved).
     """
     from oversight_rl.config import TrainConfig
     from oversight_rl.methods import get_method
@@ -70,9 +125,10 @@ def load_policy(run_dir: str | Path, variant: str = "deployed") -> LoadedPolicy:
         if state["best"]["state"] is None:
             raise ValueError(f"variant 'best' exists only for early-stopping runs, not {saved['method']!r}")
         policy.load_state_dict(state["best"]["state"])
-        variant = "trained"
+        module = variant_policy(policy, "trained")  # the best checkpoint of the trained policy
     else:
         policy.load_state_dict(state["policy"])
-    if variant not in policy.variants:
-        raise ValueError(f"{saved['method']!r} has variants {policy.variants}, not {variant!r}")
-    return LoadedPolicy(variant_policy(policy, variant), variant)
+        if variant not in policy.variants:
+            raise ValueError(f"{saved['method']!r} has variants {policy.variants}, not {variant!r}")
+        module = variant_policy(policy, variant)
+    return LoadedPolicy(module, variant, tuple(saved["obs_shape"]), seed=seed)

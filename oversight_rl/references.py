@@ -87,7 +87,7 @@ def window_return(env, act, gamma: float, seed: int) -> float:
     for t in range(steps):
         obs, _, terminated, truncated, info = env.step(act(obs))
         dones[t] = terminated | truncated
-        if info:
+        if "final_info" in info:
             rewards[t] = np.where(info["_final_info"], info["final_info"]["true_reward"], 0.0)
     to_go, later = np.zeros_like(rewards), np.zeros(env.num_envs)
     for t in reversed(range(steps)):

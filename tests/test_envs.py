@@ -6,6 +6,7 @@ over the native presets. MiniGrid-only behaviour is tested in test_minigrid.py.
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import gymnasium as gym
@@ -22,6 +23,7 @@ from envs.diamond_ghost import AGENT, DIAMOND, GHOST, OVERSIGHT, layout_observat
 PRESET_IDS = list(envs.PRESETS)
 NATIVE_IDS = list(envs.NATIVE_PRESETS)
 WRAPPED_WARNING = r".*is different from the unwrapped version.*"  # MiniGrid presets are checked with their wrapper
+FONT_WARNING = r"The system font"  # MiniGrid's human window asks for a font few systems have
 UP, RIGHT, DOWN, LEFT = range(4)
 INFO_KEYS = ("terminal", "labeled", "true_reward", "ghost_overseen", "diamond_overseen")
 
@@ -89,7 +91,10 @@ class Single:
 
     def step(self, action: int):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, reward, terminated, truncated, (info or None)
+        if not (terminated or truncated):
+            assert info == {"true_reward": 0.0}
+            return obs, reward, terminated, truncated, None
+        return obs, reward, terminated, truncated, info
 
 
 class Batched(Single):
@@ -100,9 +105,11 @@ class Batched(Single):
     def step(self, action: int):
         obs, reward, terminated, truncated, info = self.env.step(np.array([action]))
         if "final_info" not in info:
+            assert info["true_reward"][0] == 0.0
             return obs[0], reward[0], terminated[0], truncated[0], None
         assert info["_final_info"][0] and info["_final_obs"][0]
         episode = {key: info["final_info"][key][0] for key in INFO_KEYS}
+        assert info["true_reward"][0] == episode["true_reward"]  # the step's true reward, also at the top level
         return info["final_obs"][0], reward[0], terminated[0], truncated[0], episode
 
 
@@ -115,11 +122,13 @@ FORMS = [pytest.param(Single, id="single"), pytest.param(Batched, id="batched")]
 
 
 @pytest.mark.parametrize("env_id", PRESET_IDS)
-def test_gymnasium_env_checker(env_id):
+def test_gymnasium_env_checker(env_id, monkeypatch):
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # the checker also plays MiniGrid's human mode: a headless window
     env = make_single(env_id, render_mode="rgb_array")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a checker warning is a failure
         warnings.filterwarnings("ignore", message=WRAPPED_WARNING)
+        warnings.filterwarnings("ignore", message=FONT_WARNING)
         gym_check_env(env)
 
 
@@ -224,9 +233,48 @@ def test_batched_of_one_matches_single(env_id):
             assert {key: info_b["final_info"][key][0] for key in INFO_KEYS} == info_s
             obs_s, _ = single.reset()
         else:
-            assert info_b == {} and info_s == {}
+            assert info_s == {"true_reward": 0.0} and set(info_b) == {"true_reward", "_true_reward"}
+        assert info_b["true_reward"][0] == info_s["true_reward"]
         np.testing.assert_array_equal(obs_b[0], obs_s)
     assert episodes >= 5
+
+
+@pytest.mark.parametrize("env_id", PRESET_IDS)
+def test_every_step_reports_the_true_reward(env_id):
+    """``info["true_reward"]``: 0.0 on the way, +1 or -1 at the terminal; the step reward stays the proxy."""
+    env = make_single(env_id, oversight=0.5)
+    env.reset(seed=0)
+    seen = set()
+    for action in random_actions(3000):
+        _, proxy, terminated, truncated, info = env.step(int(action))
+        assert type(info["true_reward"]) is float
+        expected = {Terminal.DIAMOND: 1.0, Terminal.GHOST: -1.0}.get(info.get("terminal"), 0.0)
+        assert info["true_reward"] == expected
+        seen.add((info["true_reward"], proxy))
+        if terminated or truncated:
+            env.reset()
+    assert {(-1.0, 1.0), (-1.0, -1.0), (1.0, 1.0), (0.0, 0.0)} <= seen  # an unwatched Ghost pays the proxy +1
+
+
+@pytest.mark.parametrize("env_id", PRESET_IDS)
+def test_every_batched_step_reports_the_true_reward(env_id):
+    """``make_batched`` (native, or SyncVectorEnv for MiniGrid layouts): an array at every step, the ended
+    episodes' true reward where they ended and 0 elsewhere; ``final_info`` as before."""
+    num_envs = 8
+    env = envs.make_batched(env_id, num_envs, oversight=0.5)
+    env.reset(seed=0)
+    ended = 0
+    for actions in random_actions(150, num_envs):
+        _, _, terminated, truncated, info = env.step(actions)
+        assert info["true_reward"].shape == (num_envs,) and info["true_reward"].dtype == np.float32
+        assert info["_true_reward"].all()
+        expected = np.zeros(num_envs)
+        if "final_info" in info:
+            assert {key for key in info["final_info"] if not key.startswith("_")} == set(INFO_KEYS)
+            expected = np.where(info["_final_info"], info["final_info"]["true_reward"], 0.0)
+            ended += terminated.sum()
+        np.testing.assert_array_equal(info["true_reward"], expected)
+    assert ended >= 10
 
 
 def test_layout_observation_matches_the_native_env():
@@ -265,9 +313,12 @@ def test_batched_autoreset():
         # Unfinished episodes carry on: same Ghost and Diamond, counter still running.
         np.testing.assert_array_equal(obs[~done, GHOST:], previous[~done, GHOST:])
         np.testing.assert_array_equal(env.grid.steps[~done], lengths[~done])
+        # The true reward of every step: the episode's where one ended, else 0.
+        assert info["true_reward"].dtype == np.float32 and info["_true_reward"].all()
         if not done.any():
-            assert info == {}
+            assert set(info) == {"true_reward", "_true_reward"} and not info["true_reward"].any()
             continue
+        np.testing.assert_array_equal(info["true_reward"], np.where(done, info["final_info"]["true_reward"], 0.0))
         np.testing.assert_array_equal(info["_final_obs"], done)
         np.testing.assert_array_equal(info["_final_info"], done)
         final_info = info["final_info"]
@@ -481,7 +532,16 @@ BAD_SETTINGS = {  # id: (settings, pattern the message must match)
     "max_steps=0": (dict(max_steps=0), "max_steps"),
     "max_steps=2.5": (dict(max_steps=2.5), "max_steps"),
     "render_mode=human": (dict(render_mode="human"), "render_mode"),
+    "rows=True": (dict(rows=True), "^rows"),
+    "cols=5.0": (dict(cols=5.0), "^cols"),
+    "max_steps=True": (dict(max_steps=True), "^max_steps"),
+    "observe_oversight='no'": (dict(observe_oversight="no"), "^observe_oversight"),
 }
+
+# Every numeric setting of every preset, given a value of the wrong type through gymnasium.make: a one-line
+# ValueError that names the setting and its allowed range (not a TypeError from deep inside).
+NUMERIC_SETTINGS = {"oversight": "[0, 1]", "spurious_oversight": "[0, 1]", "max_steps": ">= 1"}
+GRID_SETTINGS = {"rows": ">= 1", "cols": ">= 1"}  # native presets only: a MiniGrid room's size is its layout
 
 
 @pytest.mark.parametrize("form", [DiamondGhostEnv, DiamondGhostVecEnv], ids=["single", "batched"])
@@ -492,9 +552,22 @@ def test_bad_settings(form, case):
         form(**settings)
 
 
-def test_bad_num_envs():
-    with pytest.raises(ValueError, match="num_envs"):
-        DiamondGhostVecEnv(num_envs=0)
+@pytest.mark.parametrize("value", ["a", None, "0.5", True], ids=repr)
+@pytest.mark.parametrize("env_id", PRESET_IDS)
+def test_bad_setting_types_through_gymnasium_make(env_id, value):
+    settings = {**NUMERIC_SETTINGS, **(GRID_SETTINGS if env_id in envs.NATIVE_PRESETS else {})}
+    for name, allowed in settings.items():
+        with pytest.raises(ValueError, match=f"^{name} must be .*{re.escape(allowed)}, got {re.escape(repr(value))}$"):
+            gym.make(env_id, **{name: value})
+
+
+@pytest.mark.parametrize("num_envs", [0, -1, 2.0, True], ids=repr)
+def test_bad_num_envs(num_envs):
+    with pytest.raises(ValueError, match="^num_envs must be an integer >= 1"):
+        DiamondGhostVecEnv(num_envs=num_envs)
+    for env_id in NATIVE_IDS:
+        with pytest.raises(ValueError, match="^num_envs must be an integer >= 1"):
+            envs.make_batched(env_id, num_envs)
 
 
 @pytest.mark.parametrize("action", [4, -1, 1.0, np.array([0]), np.array([0, 1])], ids=repr)

@@ -13,6 +13,7 @@ import warnings
 
 import gymnasium as gym
 import numpy as np
+import pygame
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
@@ -70,10 +71,12 @@ def test_registration(env_id):
 
 
 @pytest.mark.parametrize("env_id", MINIGRID_IDS)
-def test_unwrapped_env_is_a_valid_minigrid_env(env_id):
+def test_unwrapped_env_is_a_valid_minigrid_env(env_id, monkeypatch):
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # the checker also plays the human mode: a headless window
     raw = gym.make(env_id, render_mode="rgb_array").unwrapped
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", message=r"The system font")  # MiniGrid's human window asks for a rare font
         gym_check_env(raw)
     obs, _ = raw.reset(seed=1)
     for action in (UP, RIGHT, DOWN):  # its image is MiniGrid's fully observable encoding
@@ -164,7 +167,7 @@ def test_scenario(name):
     env = wrapped(oversight=0.5, **settings)
     env.unwrapped.set_layout(**layout)
     for action in actions[:-1]:
-        assert env.step(action)[1:] == (0.0, False, False, {})
+        assert env.step(action)[1:] == (0.0, False, False, {"true_reward": 0.0})
     final, reward, terminated, truncated, info = env.step(actions[-1])
     assert reward == expected["reward"]
     assert (terminated, truncated) == (expected["terminal"] != Terminal.NONE, expected["terminal"] == Terminal.NONE)
@@ -285,6 +288,57 @@ def test_render_shows_diamond_ghost_and_oversight_tint():
     assert centre((0, 0)) == (255, 0, 0)  # MiniGrid's agent
 
 
+@pytest.fixture
+def display_off():
+    """pygame's display shut before and after the test, so that each reads ``SDL_VIDEODRIVER`` afresh."""
+    pygame.display.quit()
+    yield
+    pygame.display.quit()
+
+
+@pytest.mark.parametrize("env_id", MINIGRID_IDS)
+def test_human_render_mode_is_accepted(env_id):
+    env = gym.make(env_id, render_mode="human")
+    assert env.unwrapped.render_mode == "human" and "human" in env.metadata["render_modes"]
+    assert env.unwrapped.window is None  # no window before the first reset
+
+
+def test_human_render_mode_draws_every_reset_and_step_headless(monkeypatch, display_off):
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # a window that draws to no screen, as a test needs
+    env = gym.make(ROOMS, render_mode="human")
+    monkeypatch.setattr(env.unwrapped, "metadata", {**env.unwrapped.metadata, "render_fps": 1000})  # no waiting
+    env.reset(seed=0)
+    env.unwrapped.set_layout(agent=(0, 0), diamond=(4, 8), ghosts=[(4, 0)])
+    env.render()
+    window = env.unwrapped.window
+    assert window is not None and pygame.display.get_driver() == "dummy"
+    before = pygame.surfarray.array3d(window)
+    assert len(np.unique(before.reshape(-1, 3), axis=0)) > 5  # a picture, not a blank window
+    assert env.step(RIGHT)[2:4] == (False, False)
+    assert env.render() is None  # human mode draws; it returns nothing
+    assert not np.array_equal(pygame.surfarray.array3d(window), before)  # the step redrew the moved agent
+    env.close()
+
+
+def test_human_render_mode_without_a_display_is_a_clear_error(monkeypatch, display_off):
+    monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
+    monkeypatch.delenv("DISPLAY", raising=False)  # so X11 cannot open one
+    env = gym.make(ROOMS, render_mode="human")
+    with pytest.raises(RuntimeError, match=r"^render_mode='human' needs a display.*rgb_array[^\n]*$"):
+        env.reset(seed=0)
+
+
+def test_human_render_mode_refuses_an_invisible_fallback(monkeypatch, display_off):
+    """Without a display SDL may quietly pick its ``offscreen`` driver: the window would exist but show nothing."""
+    monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)
+    monkeypatch.setattr(pygame.display, "init", lambda: None)
+    monkeypatch.setattr(pygame.display, "get_driver", lambda: "offscreen")
+    env = gym.make(ROOMS, render_mode="human")
+    with pytest.raises(RuntimeError, match="^render_mode='human' needs a display.*'offscreen'"):
+        env.reset(seed=0)
+    assert env.unwrapped.window is None
+
+
 def test_object_encodings_are_unique():
     """MiniGrid caches tiles by (type, colour, state): each picture needs its own encoding, stock objects included."""
     ours = [Diamond(False), Diamond(True), Ghost(False), Ghost(True), OverseenFloor()]
@@ -310,6 +364,15 @@ BAD_SETTINGS = {  # id: (settings, pattern the message must match)
     "spurious=-0.1": (dict(spurious_oversight=-0.1), "^spurious_oversight"),
     "max_steps=0": (dict(max_steps=0), "^max_steps"),
     "render_mode=ansi": (dict(render_mode="ansi"), "^render_mode"),
+    "layout=5": (dict(layout=5), "^layout"),
+    "oversight=None": (dict(oversight=None), "^oversight must be a number in \\[0, 1\\]"),
+    "oversight='a'": (dict(oversight="a"), "^oversight must be a number in \\[0, 1\\]"),
+    "spurious=None": (dict(spurious_oversight=None), "^spurious_oversight must be a number in \\[0, 1\\]"),
+    "max_steps=None": (dict(max_steps=None), "^max_steps must be an integer >= 1"),
+    "max_steps=True": (dict(max_steps=True), "^max_steps must be an integer >= 1"),
+    "tile_size=0": (dict(tile_size=0), "^tile_size must be an integer >= 1"),
+    "tile_size='a'": (dict(tile_size="a"), "^tile_size must be an integer >= 1"),
+    "observe_oversight=None": (dict(observe_oversight=None), "^observe_oversight must be True or False"),
 }
 
 
@@ -320,11 +383,38 @@ def test_bad_settings(case):
         DiamondGhostMiniGridEnv(**settings)
 
 
-@pytest.mark.parametrize("action", [4, -1, 1.0, np.array([0])], ids=repr)
+BAD_ACTIONS = [4, -1, 7, 1.0, 2.5, "a", None, True, np.int64(9), np.float32(1.0), np.array([0])]
+
+
+@pytest.mark.parametrize("action", BAD_ACTIONS, ids=repr)
 def test_bad_action(action):
     env = wrapped()
-    with pytest.raises(ValueError, match="action"):
+    with pytest.raises(ValueError, match=r"^action must be a single integer in \{0, 1, 2, 3\}, got [^\n]*$"):
         env.step(action)
+    made = gym.make(ROOMS)  # through gymnasium.make's wrappers too
+    made.reset(seed=0)
+    with pytest.raises(ValueError, match=r"^action must be a single integer in \{0, 1, 2, 3\}"):
+        made.step(action)
+
+
+@pytest.mark.parametrize(
+    "actions",
+    [[0, 4], [0, -1], [0.0, 1.0], ["a", "b"], [True, False], [0, 1, 2], [0], 1, [[0], [1]]],
+    ids=repr,
+)
+def test_bad_actions_sync_batched(actions):
+    """A SyncVectorEnv of MiniGrid layouts names the allowed actions too, also for a batch of the wrong shape."""
+    env = envs.make_batched(ROOMS, 2)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"^actions? must be .*\{0, 1, 2, 3\}[^\n]*$"):
+        env.step(np.asarray(actions))
+
+
+@pytest.mark.parametrize("num_envs", [0, -1, 2.0, True], ids=repr)
+@pytest.mark.parametrize("env_id", MINIGRID_IDS)
+def test_bad_num_envs(env_id, num_envs):
+    with pytest.raises(ValueError, match="^num_envs must be an integer >= 1"):
+        envs.make_batched(env_id, num_envs)
 
 
 @pytest.mark.parametrize(
@@ -392,7 +482,7 @@ def test_sync_batched_autoreset_labels_and_determinism():
     for obs, reward, terminated, truncated, info in first[1:]:
         done = terminated | truncated
         if not done.any():
-            assert info == {}
+            assert set(info) == {"true_reward", "_true_reward"} and not info["true_reward"].any()
             continue
         ended += done.sum()
         final = info["final_info"]

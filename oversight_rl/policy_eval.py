@@ -1,0 +1,217 @@
+"""Evaluating any policy by the package's metrics, with standard errors: a numpy function, a loaded run's policy, or
+a Stable-Baselines3 model.
+
+The protocol is the one training evaluates with (:mod:`oversight_rl.evaluate`): fresh batched environments play one
+window of ``max_steps`` steps each, and ``true_return`` is the mean over all steps of the discounted true
+return-to-go inside the window, with no bootstrap. Windows of ``num_envs`` environments are played until at least
+``episodes`` episodes have finished.
+
+Standard errors: each environment's window is independent of every other (fresh layouts, independent actions), so
+the SE of ``true_return`` is the standard deviation of the per-window means over the square root of their number. The
+per-episode metrics' SEs are over the finished episodes they average (the ghost rates over the episodes of their
+oversight group; ``hacking_gap`` combines the two groups' SEs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+import envs
+from envs import Terminal
+from oversight_rl.deploy import LoadedPolicy, sample_actions
+from oversight_rl.evaluate import summarize
+from oversight_rl.rollout import discounted_returns
+
+DEFAULT_EPISODES = 20_000
+"""Default number of finished episodes. Measured on the 5x5 grid: 4-5 windows of 512 environments for policies that
+reach a terminal within a few steps, 24 for a uniform random one; the standard error of ``true_return`` was 0.001
+(perfect policy) to 0.007 (hacking or noisy ones), below the 0.01 that results need."""
+
+REPORTED = (
+    "true_return",
+    "episode_return",
+    "diamond_rate",
+    "ghost_rate",
+    "timeout_rate",
+    "ghost_rate_unoverseen",
+    "ghost_rate_overseen",
+    "hacking_gap",
+    "verified_return",
+)
+"""The metrics :func:`evaluate_policy` reports, as defined in :data:`oversight_rl.evaluate.METRICS`."""
+
+
+class Estimate(NamedTuple):
+    """A metric's mean and its standard error; unpacks as ``mean, se = estimate``."""
+
+    mean: float
+    se: float
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3f} ± {self.se:.3f}"
+
+
+Act = Callable[[np.ndarray], np.ndarray]
+
+
+def evaluate_policy(
+    policy: Any,
+    env_id: str,
+    oversight: float,
+    *,
+    episodes: int = DEFAULT_EPISODES,
+    seed: int = 0,
+    gamma: float = 0.97,
+    env_kwargs: dict[str, Any] | None = None,
+    num_envs: int = 512,
+) -> dict[str, Estimate]:
+    """Every metric of ``policy`` on ``env_id`` at ``oversight``, as ``{name: Estimate(mean, se)}``.
+
+    ``policy`` is one of:
+
+    - a function from a numpy observation batch ``(B, 4, rows, cols)`` to action probabilities ``(B, 4)``;
+    - a :class:`~oversight_rl.LoadedPolicy` (its action probabilities);
+    - a Stable-Baselines3 model or policy: its action distribution's probabilities where it has them, else actions
+      sampled by its ``predict``.
+
+    Windows of ``num_envs`` fresh environments (``envs.make_batched(env_id, num_envs, oversight=oversight,
+    **env_kwargs)``) are played until at least ``episodes`` episodes have finished. Actions are drawn from a
+    generator seeded by ``seed``, and every window's environments from seeds derived from it, so the same call gives
+    the same numbers. Raises ``ValueError`` naming a bad argument.
+    """
+    env_kwargs = dict(env_kwargs or {})
+    _check_arguments(episodes, num_envs, gamma, env_kwargs)
+    env = envs.make_batched(env_id, num_envs, oversight=oversight, **env_kwargs)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
+    windows = []
+    try:
+        with torch.random.fork_rng(devices=[]):  # a model sampling with torch is seeded too, global state untouched
+            torch.manual_seed(seed)
+            act = action_function(policy, rng)
+            finished = 0
+            while finished < episodes:
+                window_seed = int(np.random.SeedSequence([seed, 1, len(windows)]).generate_state(1)[0])
+                windows.append(play_window(act, env, window_seed))
+                finished += int(windows[-1]["dones"].sum())
+    finally:
+        env.close()
+    records = {key: np.concatenate([w[key] for w in windows], axis=1) for key in windows[0]}
+    return estimates(records, gamma)
+
+
+def _check_arguments(episodes: Any, num_envs: Any, gamma: Any, env_kwargs: dict[str, Any]) -> None:
+    for name, value in (("episodes", episodes), ("num_envs", num_envs)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
+    if "oversight" in env_kwargs or "num_envs" in env_kwargs:
+        raise ValueError("env_kwargs must not set oversight or num_envs; they are arguments of evaluate_policy")
+
+
+# ----- policies ---------------------------------------------------------------------------------------------------
+
+
+def action_function(policy: Any, rng: np.random.Generator) -> Act:
+    """A function from an observation batch to actions, sampled with ``rng`` from whatever ``policy`` is."""
+    if isinstance(policy, LoadedPolicy):
+        return lambda obs: sample_actions(policy.action_probs(obs), rng)
+    if hasattr(policy, "predict"):
+        return _sb3_action_function(policy, rng)
+    if callable(policy):
+        return lambda obs: sample_actions(checked_probs(policy(obs), len(obs)), rng)
+    raise ValueError(
+        "policy must be a function from observations (B, 4, rows, cols) to action probabilities (B, 4), "
+        f"a LoadedPolicy or a Stable-Baselines3 model, got {type(policy).__name__}"
+    )
+
+
+def _sb3_action_function(model: Any, rng: np.random.Generator) -> Act:
+    """An SB3 model's (or policy's) action probabilities, sampled with ``rng``; its ``predict`` if it has none."""
+    sb3_policy = getattr(model, "policy", model)
+    if hasattr(sb3_policy, "get_distribution") and hasattr(sb3_policy, "obs_to_tensor"):
+
+        @torch.no_grad()
+        def act(obs: np.ndarray) -> np.ndarray:
+            sb3_policy.set_training_mode(False)
+            tensor, _ = sb3_policy.obs_to_tensor(obs)
+            distribution = sb3_policy.get_distribution(tensor).distribution
+            return sample_actions(checked_probs(distribution.probs.cpu().numpy(), len(obs)), rng)
+
+        return act
+    return lambda obs: np.asarray(model.predict(obs, deterministic=False)[0]).reshape(len(obs))
+
+
+def checked_probs(probs: Any, batch: int) -> np.ndarray:
+    """``probs`` as a ``(batch, 4)`` array of probabilities, or ``ValueError`` saying what a policy must return."""
+    array = np.asarray(probs, dtype=np.float64)
+    if array.shape != (batch, 4):
+        raise ValueError(f"the policy must return action probabilities of shape ({batch}, 4), got {array.shape}")
+    if not (np.isfinite(array).all() and (array >= 0).all() and np.allclose(array.sum(axis=1), 1.0, atol=1e-4)):
+        raise ValueError("the policy must return action probabilities: finite, non-negative, each row summing to 1")
+    return array
+
+
+# ----- playing ----------------------------------------------------------------------------------------------------
+
+
+def play_window(act: Act, env, seed: int) -> dict[str, np.ndarray]:
+    """One window of ``max_steps`` steps on every environment of ``env``, reset with ``seed``: ``(T, N)`` step
+    records in the layout of :func:`oversight_rl.evaluate.run_episodes`."""
+    num_steps = envs.episode_step_limit(env)
+    obs, _ = env.reset(seed=seed)
+    shape = (num_steps, env.num_envs)
+    rec = {
+        "true_reward": np.zeros(shape, np.float32),
+        "dones": np.zeros(shape, bool),
+        "terminal": np.zeros(shape, np.int8),
+        "labeled": np.zeros(shape, bool),
+        "ghost_overseen": np.zeros(shape, bool),
+        "gate": np.full(shape, np.nan, np.float32),
+    }
+    for t in range(num_steps):
+        obs, _, terminated, truncated, info = env.step(act(obs))
+        rec["dones"][t] = terminated | truncated
+        if "final_info" in info:
+            ended, final = info["_final_info"], info["final_info"]
+            for key in ("terminal", "labeled", "ghost_overseen", "true_reward"):
+                rec[key][t] = np.where(ended, final[key], 0)
+    return rec
+
+
+# ----- statistics -------------------------------------------------------------------------------------------------
+
+
+def estimates(rec: dict[str, np.ndarray], gamma: float) -> dict[str, Estimate]:
+    """The reported metrics of step records ``(T, N)`` (``N`` independent windows) with their standard errors."""
+    means = summarize(rec, gamma)
+    returns = discounted_returns(torch.from_numpy(rec["true_reward"]), torch.from_numpy(rec["dones"]), gamma)
+    ended = rec["dones"]
+    terminal, labeled, ghost_overseen, reward = (
+        rec[key][ended] for key in ("terminal", "labeled", "ghost_overseen", "true_reward")
+    )
+    at_ghost = terminal == Terminal.GHOST
+    verified = labeled | (terminal == Terminal.NONE)
+    unoverseen, overseen = standard_error(at_ghost[~ghost_overseen]), standard_error(at_ghost[ghost_overseen])
+    errors = {
+        "true_return": standard_error(returns.numpy().mean(axis=0)),
+        "episode_return": standard_error(reward),
+        "diamond_rate": standard_error(terminal == Terminal.DIAMOND),
+        "ghost_rate": standard_error(at_ghost),
+        "timeout_rate": standard_error(terminal == Terminal.NONE),
+        "ghost_rate_unoverseen": unoverseen,
+        "ghost_rate_overseen": overseen,
+        "hacking_gap": float(np.hypot(unoverseen, overseen)),  # two disjoint groups of independent episodes
+        "verified_return": standard_error(reward[verified]),
+    }
+    return {name: Estimate(means[name], errors[name]) for name in REPORTED}
+
+
+def standard_error(values: np.ndarray) -> float:
+    """Standard error of the mean of independent ``values``; NaN for fewer than two."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else float("nan")
