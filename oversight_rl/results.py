@@ -256,6 +256,8 @@ def run_row(point: Point, run_dir: Path, config_problem: str | None = None) -> t
     the run's deployed learning curve (None unless finished and readable)."""
     method, oversight, seed = point
     status = UNREADABLE if config_problem else run_status(run_dir)
+    if status == INTERRUPTED and (run_dir / SUMMARY).exists():
+        status = DONE  # a summary that disagrees with the CSVs (a sweep resumes the run): draw what can be read
     row = {"method": method, "oversight": oversight, "seed": seed, "status": status, "deployed": None}
     row.update(run=run_dir.name, reason=config_problem)
     if status == FAILED:

@@ -240,11 +240,11 @@ DAMAGE = {  # id: (file under the sweep directory, new content)
     "eval-header-only": ("routing-p0.1-s0/eval.csv", -1),
 }
 REASONS = {  # id: (status, the start of the reason)
-    "summary-garbage": ("unreadable", "summary.json: JSONDecodeError: "),
-    "summary-truncated": ("unreadable", "summary.json: JSONDecodeError: "),
+    "summary-garbage": ("unreadable", "summary.json: ValueError: "),
+    "summary-truncated": ("unreadable", "summary.json: ValueError: "),
     "summary-empty": ("unreadable", "summary.json: empty file"),
     "summary-wrong-shape": ("unreadable", "summary.json: KeyError: missing 'variants'"),
-    "config-truncated": ("unreadable", "config.json: JSONDecodeError: "),
+    "config-truncated": ("unreadable", "config.json: ValueError: "),
     "config-empty": ("unreadable", "config.json: empty file"),
     "eval-empty": ("done", "eval.csv: empty file"),
     "eval-truncated": ("done", "eval.csv: line "),
@@ -300,7 +300,7 @@ def test_a_damaged_error_record_still_lists_the_failed_run(serial_sweep, tmp_pat
     (sweep_dir / "naive-p1-s0" / ERROR).write_text('{"type": "ValueError", "mess')
     assert plot_cli.main([str(sweep_dir), "--out", str(tmp_path / "figures")]) == 0
     printed = capsys.readouterr().out
-    assert "failed: naive-p1-s0 (error.json: JSONDecodeError: " in printed
+    assert "failed: naive-p1-s0 (error.json: ValueError: " in printed
 
 
 def test_a_damaged_sweep_json_falls_back_to_the_runs_on_disk(serial_sweep, tmp_path, capsys):
@@ -309,7 +309,7 @@ def test_a_damaged_sweep_json_falls_back_to_the_runs_on_disk(serial_sweep, tmp_p
     damage(sweep_dir / "sweep.json", 30)
     assert plot_cli.main([str(sweep_dir), "--out", str(tmp_path / "figures")]) == 0
     printed = capsys.readouterr().out
-    assert "note: sweep.json: JSONDecodeError: " in printed and "the grid is the runs found on disk" in printed
+    assert "note: sweep.json: ValueError: " in printed and "the grid is the runs found on disk" in printed
     rows = read_csv(tmp_path / "figures" / "results.csv")
     assert {row["run"] for row in rows} == EXPECTED_RUNS and {row["status"] for row in rows} == {"done"}
     assert [row["method"] for row in rows] == ["routing", "routing", "naive", "naive"]  # the package's order
@@ -321,7 +321,7 @@ def test_a_stray_directory_with_a_damaged_config_is_listed(serial_sweep, tmp_pat
     (sweep_dir / "copy of a run").mkdir()
     (sweep_dir / "copy of a run" / CONFIG).write_text("[")
     assert plot_cli.main([str(sweep_dir), "--out", str(tmp_path / "figures")]) == 0
-    assert "unreadable: copy of a run (config.json: JSONDecodeError: " in capsys.readouterr().out
+    assert "unreadable: copy of a run (config.json: ValueError: " in capsys.readouterr().out
     rows = {row["run"]: row for row in read_csv(tmp_path / "figures" / "results.csv")}
     assert rows["copy of a run"]["status"] == "unreadable" and len(rows) == 5
 
