@@ -20,8 +20,9 @@ from typing import Annotated
 
 import tyro
 
+from oversight_rl.comparison import format_table
 from oversight_rl.config import PRESETS, TrainConfig
-from oversight_rl.results import format_problems, format_table, gather
+from oversight_rl.results import format_problems, gather
 from oversight_rl.sweep import SweepConfig, run_sweep
 
 
