@@ -14,7 +14,7 @@ $(READY): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
 	echo "$(TORCH)" > $(VENV)/constraints.txt
-	$(PY) -m pip install --quiet -c $(VENV)/constraints.txt -e ".[test,ray,tensorboard,dev]"
+	$(PY) -m pip install --quiet -c $(VENV)/constraints.txt -e ".[test,ray,tensorboard,tune,dev]"
 	touch $@
 
 train: $(READY)  ## the main job: routing at 10% oversight with the default settings
