@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -97,8 +98,9 @@ class TrainConfig:
     """Torch CPU threads. One is about 3x faster than two for these small networks."""
     tensorboard: bool = False
     """Also write TensorBoard logs into the run directory (needs the tensorboard extra)."""
-    preset: Literal["default", "paper"] = "default"
-    """Settings the others start from; recorded for reference."""
+    preset: Literal["default", "paper", "tuned"] = "default"
+    """Settings the others start from; recorded for reference. tuned: the run's method's best setting found by
+    scripts/tune_methods.py (read from oversight_rl/tuned_presets.json)."""
 
     @classmethod
     def from_saved(cls, saved: dict) -> TrainConfig:
@@ -254,6 +256,37 @@ PAPER = dict(
 20,000 updates (328M environment steps)."""
 
 PRESETS: dict[str, TrainConfig] = {"default": TrainConfig(), "paper": TrainConfig(**PAPER)}
+PRESET_NAMES = (*PRESETS, "tuned")
+"""Every preset: those of PRESETS, the same for every method, and ``tuned``, which differs by method."""
+TUNED_PRESETS = Path(__file__).with_name("tuned_presets.json")
+"""Each method's best setting found by tuning: ``{"methods": {method: {"settings": {...}, ...}}}``, written by
+scripts/tune_methods.py."""
+
+
+def tuned_config(method: str, path: str | Path | None = None) -> TrainConfig:
+    """The best setting tuning found for ``method`` (from ``path``, by default :data:`TUNED_PRESETS`); a one-line
+    ``ValueError`` when there is none yet."""
+    path = Path(path or TUNED_PRESETS)
+    if not path.exists():
+        raise ValueError(f"--preset tuned: no tuning results yet ({path.name} not found); run tune_methods.py first")
+    tuned = json.loads(path.read_text())["methods"]
+    if method not in tuned:
+        raise ValueError(
+            f"--preset tuned: {method} has not been tuned ({path.name} holds {', '.join(tuned) or 'no method'}); "
+            f"run tune_methods.py --methods {method}"
+        )
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    settings = {k: v for k, v in tuned[method]["settings"].items() if k in fields}
+    return TrainConfig(**{**settings, "method": method, "preset": "tuned"})
+
+
+def preset_config(name: str, method: str = "routing") -> TrainConfig:
+    """The settings preset ``name`` gives a run of ``method``: ``tuned`` differs by method, the others do not."""
+    if name == "tuned":
+        return tuned_config(method)
+    if name not in PRESETS:
+        raise ValueError(f"--preset must be one of {', '.join(PRESET_NAMES)}, got {name!r}")
+    return dataclasses.replace(PRESETS[name], method=method)
 
 
 def with_overrides(config: TrainConfig, **overrides) -> TrainConfig:

@@ -149,6 +149,13 @@ def evaluate(policy, env, seed: int, gamma: float) -> dict[str, float]:
     return summarize(run_episodes(policy, env, seed), gamma)
 
 
+def evaluate_validation(policy, env, run_seed: int, gamma: float) -> dict[str, float]:
+    """All metrics of ``policy`` on the run's validation episodes (the batched ``env`` reset with ``run_seed +
+    VALIDATION_SEED_OFFSET``): fresh episodes apart from the test episodes of :func:`evaluate_variants`, for choosing
+    settings or checkpoints without looking at the test episodes."""
+    return evaluate(policy, env, run_seed + VALIDATION_SEED_OFFSET, gamma)
+
+
 def evaluate_variants(policy, env, run_seed: int, gamma: float) -> dict[str, dict[str, float]]:
     """Metrics of every variant of ``policy`` on the run's fixed evaluation episodes."""
     seed = run_seed + EVAL_SEED_OFFSET

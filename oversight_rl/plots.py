@@ -23,6 +23,7 @@ from oversight_rl.methods import get_method  # noqa: E402
 from oversight_rl.references import reference_returns  # noqa: E402
 from oversight_rl.results import DONE, SweepResults, bootstrap_ci, seed_band  # noqa: E402
 from oversight_rl.rundir import CONFIG, EVAL_CSV, SUMMARY, read_csv, read_json  # noqa: E402
+from oversight_rl.stats import iqm  # noqa: E402
 
 # The policy variants in the colours of what they seek, as the environments draw the objects (envs/minigrid_envs.py):
 # the Diamond expert in the Diamond's edge blue, the Ghost expert in the Ghost's violet.
@@ -151,6 +152,8 @@ MISSING_NOTE = (
     "x at the bottom: runs missing, failed or unreadable at that point (count beside it); the script lists them"
 )
 SEED_DOTS_NOTE = "small dots: each seed's value, drawn beside its mean"
+IQM_MARKER = dict(marker="D", ms=4.5, mfc="white", ls="none")
+IQM_NOTE = "open diamonds: the IQM, the mean of the middle 50% of seeds (robust to one outlying seed)"
 
 
 def plot_sweep(results: SweepResults, out_dir: str | Path) -> list[Path]:
@@ -182,6 +185,10 @@ def method_label(method: str) -> str:
 
 def method_handles(methods: list[str]) -> list[Line2D]:
     return [Line2D([], [], color=METHOD_COLORS.get(m), marker="o", ms=4, label=method_label(m)) for m in methods]
+
+
+def iqm_handle() -> Line2D:
+    return Line2D([], [], color="0.3", label="IQM of the seeds", **IQM_MARKER)
 
 
 def figure_learning_curves(results: SweepResults):
@@ -247,10 +254,10 @@ def figure_return_vs_oversight(results: SweepResults):
     ax.set_ylabel("final true return")
     ax.set_title(
         "final true return of the deployed policy vs oversight\n"
-        f"mean and 95% bootstrap CI over seeds; {seeds_text(drawn.seeds)}",
+        f"mean and 95% bootstrap CI over seeds, IQM (open diamond); {seeds_text(drawn.seeds)}",
         fontsize=10,
     )
-    legend_outside(ax, method_handles(results.methods))
+    legend_outside(ax, method_handles(results.methods) + [iqm_handle()])
     return fig, drawn.notes("true_return")
 
 
@@ -265,7 +272,7 @@ def figure_hacking_vs_oversight(results: SweepResults):
     gap_ax.set_ylabel("hacking gap")
     gap_ax.set_title(
         "hacking gap of the deployed policy: ghost rate where unwatched - where watched\n"
-        f"mean and 95% bootstrap CI over seeds; {seeds_text(gap.seeds)}",
+        f"mean and 95% bootstrap CI over seeds, IQM (open diamond); {seeds_text(gap.seeds)}",
         fontsize=10,
     )
     rate_ax.set_ylabel("ghost rate")
@@ -278,7 +285,7 @@ def figure_hacking_vs_oversight(results: SweepResults):
         Line2D([], [], color="0.3", marker="o", ms=4, label="unwatched Ghost"),
         Line2D([], [], color="0.3", marker="o", ms=4, mfc="white", ls="--", label="watched Ghost"),
     ]
-    legend_outside(gap_ax, method_handles(results.methods) + kinds)
+    legend_outside(gap_ax, method_handles(results.methods) + kinds + [iqm_handle()])
     notes = gap.notes("hacking_gap") + unwatched.notes("ghost_rate_unoverseen") + watched.notes("ghost_rate_overseen")
     return fig, list(dict.fromkeys(notes))
 
@@ -294,7 +301,7 @@ class VsOversight:
         self.seed_dots = False
 
     def notes(self, metric: str) -> list[str]:
-        notes = [SEED_DOTS_NOTE] if self.seed_dots else []
+        notes = [SEED_DOTS_NOTE, IQM_NOTE] if self.seed_dots else []
         if self.missing:
             notes.append(MISSING_NOTE)
         if self.undefined:
@@ -305,8 +312,9 @@ class VsOversight:
 
 def draw_vs_oversight(ax, results: SweepResults, metric: str, dashed: bool = False, details: bool = True):
     """Final ``metric`` of the deployed policy against oversight (log x), one line per method: mean and 95%
-    bootstrap interval over seeds and, with ``details``, each seed as a small dot beside it and runs missing, failed
-    or unreadable as an x at the bottom. Returns a :class:`VsOversight`."""
+    bootstrap interval over seeds and, with ``details``, each seed as a small dot beside it, the IQM as an open
+    diamond on its other side and runs missing, failed or unreadable as an x at the bottom. Returns a
+    :class:`VsOversight`."""
     drawn = VsOversight()
     methods = results.methods
     for index, method in enumerate(methods):
@@ -331,13 +339,14 @@ def draw_method_vs_oversight(ax, results, method, metric, shift, dashed, details
         values = np.array([np.nan if r.get(metric) is None else r[metric] for r in done], dtype=float)
         values = values[np.isfinite(values)]
         x = oversight * shift
-        mean, low, high = bootstrap_ci(values)
+        mean, low, high = bootstrap_ci(values)  # as in summary.csv (oversight_rl.comparison)
         points.append((x, mean, low, high))
         drawn.seeds.append(values.size)
         if done and values.size == 0:
             drawn.undefined.setdefault(f"p={oversight:g}", []).append(method)
         if details and values.size:
             ax.plot(np.full(values.size, x * 1.025), values, ls="none", marker=".", ms=3.5, color=color, alpha=0.6)
+            ax.plot([x / 1.025], [iqm(values)], color=color, **IQM_MARKER)
             drawn.seed_dots = True
         if details and len(done) < len(rows):
             mark_missing(ax, x, len(rows) - len(done), color)

@@ -1,5 +1,6 @@
 """A sweep's results as tidy tables: the state of each run, one row per run, deployed learning curves, and
-bootstrap intervals over seeds. Reads run directories; never edits them.
+bootstrap intervals over seeds (summaries per grid cell and comparisons between methods are in
+:mod:`oversight_rl.comparison`). Reads run directories; never edits them.
 
 Every grid point the sweep expects (from ``sweep.json``) and every run directory found on disk gets a row, so a
 missing or failed run is reported, never dropped.
@@ -29,6 +30,7 @@ from oversight_rl.rundir import (
     run_name,
     write_csv,
 )
+from oversight_rl.stats import DEFAULT_RESAMPLES, Interval, mean, stratified_bootstrap_ci
 
 SWEEP_JSON, RESULTS_CSV, ERROR = "sweep.json", "results.csv", "error.json"
 
@@ -111,20 +113,13 @@ def error_line(run_dir: Path) -> str:
 # ----- bootstrap --------------------------------------------------------------------------------------------------
 
 
-def bootstrap_ci(values, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean and percentile-bootstrap confidence interval of the mean of ``values`` (non-finite values ignored).
+def bootstrap_ci(values, confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Interval:
+    """Mean and percentile-bootstrap confidence interval of the mean of ``values`` over seeds (non-finite values
+    ignored): the one-task case of :func:`oversight_rl.stats.stratified_bootstrap_ci`.
 
     Returns ``(mean, low, high)``; all NaN when no value is finite, and ``low == high == mean`` for a single value.
     """
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return math.nan, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(resamples, values.size), replace=True).mean(axis=1)
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return float(values.mean()), float(low), float(high)
+    return stratified_bootstrap_ci({"seeds": values}, mean, confidence, resamples, seed)
 
 
 # ----- gathering --------------------------------------------------------------------------------------------------
@@ -349,29 +344,6 @@ def write_results(results: SweepResults, path: Path) -> Path:
 
 
 # ----- printing ---------------------------------------------------------------------------------------------------
-
-
-def format_table(results: SweepResults, metric: str = "true_return") -> str:
-    """``metric`` of the deployed policy per method x oversight: mean [95% bootstrap CI] (finished/expected runs)."""
-    header = ["method", *(f"p={p:g}" for p in results.oversights)]
-    table = [header] + [
-        [method, *(summary_cell(results.rows_at(method, p), metric) for p in results.oversights)]
-        for method in results.methods
-    ]
-    widths = [max(len(row[column]) for row in table) for column in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in table]
-    title = f"final {metric} of the deployed policy: mean [95% bootstrap CI] over seeds (finished/expected runs)"
-    return "\n".join([title, *lines])
-
-
-def summary_cell(rows: list[dict], metric: str) -> str:
-    """``mean [low, high] (finished/expected)`` of one grid cell; ``-`` when the grid has no such cell."""
-    if not rows:
-        return "-"
-    done = [row.get(metric) for row in rows if row["status"] == DONE]
-    mean, low, high = bootstrap_ci([math.nan if value is None else value for value in done])
-    value = "n/a" if math.isnan(mean) else f"{mean:.3f} [{low:.3f}, {high:.3f}]"
-    return f"{value} ({len(done)}/{len(rows)})"
 
 
 def format_problems(results: SweepResults) -> str:

@@ -98,12 +98,18 @@ class SweepConfig:
     """Address of a running Ray cluster (e.g. auto); without it, --backend ray starts a local one."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Training settings shared by every run; method, oversight and seed come from the grid."""
+    method_settings: dict[str, dict] = field(default_factory=dict)
+    """Settings that differ by method, applied over ``train`` for that method's runs (--preset tuned: each
+    method's tuned setting)."""
 
     def grid(self) -> list[TrainConfig]:
         """The training settings of every grid point, methods outermost, each (method, oversight, seed) once."""
         grid = product(self.methods, [float(p) for p in self.oversight], range(self.seeds))
         points = dict.fromkeys(grid)  # a value given twice is one grid point
-        return [with_overrides(self.train, method=m, oversight=p, seed=s) for m, p, s in points]
+        return [
+            with_overrides(self.train, **self.method_settings.get(m, {}), method=m, oversight=p, seed=s)
+            for m, p, s in points
+        ]
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad flag and its allowed range; checks every grid point's settings."""
@@ -203,10 +209,14 @@ def check_same_settings(sweep: SweepConfig) -> None:
     path = Path(sweep.out) / SWEEP_JSON
     if not path.exists():
         return
-    before, now = read_json(path)["train"], sweep_record(sweep)["train"]
+    before, now = read_json(path), sweep_record(sweep)
     changed = [
-        f"{k}: {before.get(k)!r} -> {v!r}" for k, v in now.items() if k not in RUNTIME_ONLY and before.get(k) != v
+        f"{k}: {before['train'].get(k)!r} -> {v!r}"
+        for k, v in now["train"].items()
+        if k not in RUNTIME_ONLY and before["train"].get(k) != v
     ]
+    if before.get("method_settings", {}) != now["method_settings"]:
+        changed.append(f"method_settings: {before.get('method_settings', {})!r} -> {now['method_settings']!r}")
     if changed:
         raise ValueError(
             f"--out {sweep.out} holds a sweep with other training settings ({'; '.join(changed)}); "

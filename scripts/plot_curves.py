@@ -4,10 +4,12 @@
     python scripts/plot_curves.py sweeps/oversight --out figures/
 
 Writes learning_curves.png, return_vs_oversight.png (the paper's Fig. 6a), hacking_vs_oversight.png (the hacking
-gap, and the two ghost rates it is made of) and results.csv (one row per run), and prints mean [95% bootstrap CI]
-per method x oversight. Runs that are missing, failed or unreadable (a damaged config.json, summary.json or
-eval.csv) are drawn as missing and listed with the reason, never dropped; a damaged sweep.json falls back to the
-runs found on disk.
+gap, and the two ghost rates it is made of), results.csv (one row per run), summary.csv (one row per method x
+oversight: seeds, mean, IQM and their 95% bootstrap CIs of the final true_return and hacking_gap) and
+improvement.csv (the probability that routing scores a higher final true_return than each baseline, per oversight
+level and over all levels, with its 95% stratified bootstrap CI), and prints those tables. Runs that are missing,
+failed or unreadable (a damaged config.json, summary.json or eval.csv) are drawn as missing and listed with the
+reason, never dropped; a damaged sweep.json falls back to the runs found on disk.
 """
 
 from __future__ import annotations
@@ -19,8 +21,16 @@ from typing import Annotated
 
 import tyro
 
+from oversight_rl.comparison import (
+    IMPROVEMENT_CSV,
+    SUMMARY_CSV,
+    format_improvement,
+    format_table,
+    write_improvement,
+    write_summary,
+)
 from oversight_rl.plots import plot_sweep
-from oversight_rl.results import RESULTS_CSV, format_problems, format_table, gather, write_results
+from oversight_rl.results import RESULTS_CSV, format_problems, gather, write_results
 
 
 @dataclass
@@ -28,7 +38,7 @@ class CommandLine:
     sweep_dir: Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="SWEEP_DIR")]
     """Sweep directory (holds sweep.json and one run directory per grid point)."""
     out: Annotated[str | None, tyro.conf.arg(help_behavior_hint="(default: the sweep directory)")] = None
-    """Directory for the figures and results.csv."""
+    """Directory for the figures, results.csv, summary.csv and improvement.csv."""
 
 
 def main(argv: list[str]) -> int:
@@ -49,10 +59,16 @@ def main(argv: list[str]) -> int:
     print(format_table(results))
     print()
     print(format_table(results, "hacking_gap"))
+    improvement = format_improvement(results)
+    if improvement:
+        print()
+        print(improvement)
     problems = format_problems(results)
     if problems:
         print(problems)
     print(f"results: {write_results(results, out / RESULTS_CSV)}")
+    print(f"summary: {write_summary(results, out / SUMMARY_CSV)}")
+    print(f"improvement: {write_improvement(results, out / IMPROVEMENT_CSV)}")
     for path in plot_sweep(results, out):
         print(f"figure: {path}")
     return 0

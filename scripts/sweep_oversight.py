@@ -3,6 +3,7 @@
     python scripts/sweep_oversight.py                 # 5 oversight fractions x 4 methods x 3 seeds, 2 processes
     python scripts/sweep_oversight.py --oversight 0.01 0.1 --methods routing naive --seeds 2 --total-env-steps 500000
     python scripts/sweep_oversight.py --preset paper --backend ray --ray-address auto --out sweeps/paper
+    python scripts/sweep_oversight.py --preset tuned  # each method with its own best setting from tune_methods.py
     python scripts/plot_curves.py sweeps/oversight    # figures and results.csv
 
 Every training flag of train_policy.py is accepted and shared by all runs. Exit status: 0 when every run finished,
@@ -22,8 +23,9 @@ from typing import Annotated
 
 import tyro
 
-from oversight_rl.config import PRESETS, TrainConfig
-from oversight_rl.results import format_problems, format_table, gather
+from oversight_rl.comparison import format_table
+from oversight_rl.config import PRESET_NAMES, TrainConfig, preset_config
+from oversight_rl.results import format_problems, gather
 from oversight_rl.sweep import SweepConfig, Terminated, run_sweep, sigterm_as_interrupt
 
 
@@ -40,20 +42,38 @@ class SharedTrainFlags(TrainConfig):
 class CommandLine(SweepConfig):
     train: Annotated[SharedTrainFlags, tyro.conf.OmitArgPrefixes] = field(default_factory=SharedTrainFlags)
     """Training settings shared by every run (as in train_policy.py); method, oversight and seed come from the grid."""
+    method_settings: tyro.conf.Suppress[dict] = field(default_factory=dict)
+
+
+def parse_with(argv: list[str], preset: TrainConfig) -> CommandLine:
+    """The command line over the settings of ``preset``."""
+    default = CommandLine(train=SharedTrainFlags(**dataclasses.asdict(preset)))
+    return tyro.cli(CommandLine, default=default, args=argv, description=__doc__)
 
 
 def parse(argv: list[str]) -> SweepConfig:
+    """The sweep's settings. Under ``--preset tuned`` each method starts from its own tuned setting (the flags given
+    still apply to all): ``method_settings`` holds where a method's settings differ from the shared ones."""
     preset = argparse.ArgumentParser(add_help=False)
-    preset.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    preset.add_argument("--preset", choices=PRESET_NAMES, default="default")
     name = preset.parse_known_args(argv)[0].preset
-    default = CommandLine(train=SharedTrainFlags(**dataclasses.asdict(PRESETS[name])))
-    args = tyro.cli(CommandLine, default=default, args=argv, description=__doc__)
+    args = parse_with(argv, preset_config(name) if name != "tuned" else TrainConfig(preset="tuned"))
     grid_flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(SweepConfig) if f.name != "train"}
-    return SweepConfig(**grid_flags, train=TrainConfig(**dataclasses.asdict(args.train)))
+    shared = dataclasses.asdict(args.train)
+    if name == "tuned":
+        for method in dict.fromkeys(args.methods):
+            mine = dataclasses.asdict(parse_with(argv, preset_config(name, method)).train)
+            differ = {k: v for k, v in mine.items() if k not in ("method", "oversight", "seed") and v != shared[k]}
+            grid_flags["method_settings"][method] = differ
+    return SweepConfig(**grid_flags, train=TrainConfig(**shared))
 
 
 def main(argv: list[str]) -> int:
-    sweep = parse(argv)
+    try:
+        sweep = parse(argv)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     try:
         with sigterm_as_interrupt():
             report = run_sweep(sweep)

@@ -3,6 +3,7 @@
 python scripts/train_policy.py                          # routing, 10% oversight, default settings
 python scripts/train_policy.py --method naive --oversight 0.3
 python scripts/train_policy.py --preset paper           # the paper's exact settings (slow on a CPU)
+python scripts/train_policy.py --method naive --preset tuned   # naive's best setting found by tune_methods.py
 python scripts/train_policy.py --trainer sb3            # the same run through Stable-Baselines3's RoutedPPO
 python scripts/train_policy.py --resume runs/routing-p0.1-s0-20260101-120000 --threads 2
 
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import tyro
 
-from oversight_rl.config import PRESETS, TrainConfig
+from oversight_rl.config import PRESET_NAMES, TrainConfig, preset_config
 from oversight_rl.launch import resume, train
 from oversight_rl.plots import plot_run
 from oversight_rl.rundir import create_run_dir, run_name
@@ -51,10 +52,13 @@ def given_settings(argv: list[str]) -> set[str]:
 
 
 def parse(argv: list[str]) -> CommandLine:
+    """The settings: those of the preset (for the run's method: ``tuned`` differs by method), then every flag given.
+    ``ValueError`` when ``--preset tuned`` has no setting for the method."""
     preset = argparse.ArgumentParser(add_help=False)
-    preset.add_argument("--preset", choices=sorted(PRESETS), default="default")
-    name = preset.parse_known_args(argv)[0].preset
-    default = CommandLine(**dataclasses.asdict(PRESETS[name]))
+    preset.add_argument("--preset", choices=PRESET_NAMES, default="default")
+    preset.add_argument("--method", default=TrainConfig.method)
+    known = preset.parse_known_args(argv)[0]
+    default = CommandLine(**dataclasses.asdict(preset_config(known.preset, known.method)))
     return tyro.cli(CommandLine, default=default, args=argv, description=__doc__.splitlines()[0])
 
 
@@ -83,8 +87,8 @@ def print_table(summary: dict) -> None:
 
 
 def main(argv: list[str]) -> int:
-    args = parse(argv)
     try:
+        args = parse(argv)
         if args.resume:
             run_dir = Path(args.resume)
             summary = resume(run_dir, **{name: getattr(args, name) for name in given_settings(argv)})
