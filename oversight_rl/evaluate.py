@@ -93,14 +93,20 @@ def evaluation_keys(seeds: list[int], num_envs: int, device) -> torch.Tensor:
     return torch.stack([stream_keys(seed, num_envs, EVALUATION_STREAM, device) for seed in seeds])
 
 
-def run_episodes(policy, env, seed: int) -> dict[str, np.ndarray]:
-    """Play ``policy`` for one window of ``max_steps`` on every environment of the batched ``env``, reset with
-    ``seed``; return ``(T, N)`` step records."""
-    device, dtype = next(policy.parameters()).device, next(policy.parameters()).dtype
+def play_one_window(step, env, seed: int, device="cpu") -> dict[str, np.ndarray]:
+    """:func:`play_window` for one policy on the batched numpy ``env``, reset with ``seed``: ``step(obs)`` maps
+    observations ``(N, ...)`` to probabilities and gates; ``(T, N)`` step records."""
     one_agent = NumpyAgentEnvs([env], [seed], device)
-    act = lambda obs: tuple(x.unsqueeze(0) for x in policy_step(policy, obs[0].to(dtype)))  # noqa: E731
+    act = lambda obs: tuple(x.unsqueeze(0) for x in step(obs[0]))  # noqa: E731
     rec = play_window(one_agent, act, envs.episode_step_limit(env), evaluation_keys([seed], env.num_envs, device))
     return {name: values[:, 0] for name, values in rec.items()}
+
+
+def run_episodes(policy, env, seed: int) -> dict[str, np.ndarray]:
+    """Play ``policy`` (a module) for one window of ``max_steps`` on every environment of the batched ``env``, reset
+    with ``seed``; return ``(T, N)`` step records."""
+    device, dtype = next(policy.parameters()).device, next(policy.parameters()).dtype
+    return play_one_window(lambda obs: policy_step(policy, obs.to(dtype)), env, seed, device)
 
 
 def episode_gate_means(gate: np.ndarray, dones: np.ndarray) -> np.ndarray:

@@ -22,8 +22,8 @@ import torch
 
 import envs
 from envs import Terminal
-from oversight_rl.deploy import LoadedPolicy, sample_actions
-from oversight_rl.evaluate import summarize
+from oversight_rl.deploy import LoadedPolicy
+from oversight_rl.evaluate import play_one_window, summarize
 from oversight_rl.rollout import discounted_returns
 
 DEFAULT_EPISODES = 20_000
@@ -55,7 +55,7 @@ class Estimate(NamedTuple):
         return f"{self.mean:.3f} ± {self.se:.3f}"
 
 
-Act = Callable[[np.ndarray], np.ndarray]
+Probs = Callable[[np.ndarray], np.ndarray]
 
 
 def evaluate_policy(
@@ -76,26 +76,25 @@ def evaluate_policy(
     - a function from a numpy observation batch ``(B, 4, rows, cols)`` to action probabilities ``(B, 4)``;
     - a :class:`~oversight_rl.LoadedPolicy` (its action probabilities);
     - a Stable-Baselines3 model or policy: its action distribution's probabilities where it has them, else actions
-      sampled by its ``predict``.
+      sampled by its ``predict`` (with torch's generator seeded by ``seed``).
 
     Windows of ``num_envs`` fresh environments (``envs.make_batched(env_id, num_envs, oversight=oversight,
-    **env_kwargs)``) are played until at least ``episodes`` episodes have finished. Actions are drawn from a
-    generator seeded by ``seed``, and every window's environments from seeds derived from it, so the same call gives
-    the same numbers. Raises ``ValueError`` naming a bad argument.
+    **env_kwargs)``) are played until at least ``episodes`` episodes have finished, as training evaluates
+    (:func:`oversight_rl.evaluate.play_window`). Every window's environments and action streams come from seeds
+    derived from ``seed``, so the same call gives the same numbers. Raises ``ValueError`` naming a bad argument.
     """
     env_kwargs = dict(env_kwargs or {})
     _check_arguments(episodes, num_envs, gamma, env_kwargs)
     env = envs.make_batched(env_id, num_envs, oversight=oversight, **env_kwargs)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     windows = []
     try:
         with torch.random.fork_rng(devices=[]):  # a model sampling with torch is seeded too, global state untouched
             torch.manual_seed(seed)
-            act = action_function(policy, rng)
+            probs = probability_function(policy)
             finished = 0
             while finished < episodes:
                 window_seed = int(np.random.SeedSequence([seed, 1, len(windows)]).generate_state(1)[0])
-                windows.append(play_window(act, env, window_seed))
+                windows.append(play_window(probs, env, window_seed))
                 finished += int(windows[-1]["dones"].sum())
     finally:
         env.close()
@@ -116,34 +115,39 @@ def _check_arguments(episodes: Any, num_envs: Any, gamma: Any, env_kwargs: dict[
 # ----- policies ---------------------------------------------------------------------------------------------------
 
 
-def action_function(policy: Any, rng: np.random.Generator) -> Act:
-    """A function from an observation batch to actions, sampled with ``rng`` from whatever ``policy`` is."""
+def probability_function(policy: Any) -> Probs:
+    """A function from an observation batch to action probabilities ``(B, 4)``, for whatever ``policy`` is."""
     if isinstance(policy, LoadedPolicy):
-        return lambda obs: sample_actions(policy.action_probs(obs), rng)
+        return policy.action_probs
     if hasattr(policy, "predict"):
-        return _sb3_action_function(policy, rng)
+        return _sb3_probability_function(policy)
     if callable(policy):
-        return lambda obs: sample_actions(checked_probs(policy(obs), len(obs)), rng)
+        return lambda obs: checked_probs(policy(obs), len(obs))
     raise ValueError(
         "policy must be a function from observations (B, 4, rows, cols) to action probabilities (B, 4), "
         f"a LoadedPolicy or a Stable-Baselines3 model, got {type(policy).__name__}"
     )
 
 
-def _sb3_action_function(model: Any, rng: np.random.Generator) -> Act:
-    """An SB3 model's (or policy's) action probabilities, sampled with ``rng``; its ``predict`` if it has none."""
+def _sb3_probability_function(model: Any) -> Probs:
+    """An SB3 model's (or policy's) action probabilities; where it has none, its ``predict``'s sampled action as a
+    certain one."""
     sb3_policy = getattr(model, "policy", model)
     if hasattr(sb3_policy, "get_distribution") and hasattr(sb3_policy, "obs_to_tensor"):
 
         @torch.no_grad()
-        def act(obs: np.ndarray) -> np.ndarray:
+        def probs(obs: np.ndarray) -> np.ndarray:
             sb3_policy.set_training_mode(False)
             tensor, _ = sb3_policy.obs_to_tensor(obs)
-            distribution = sb3_policy.get_distribution(tensor).distribution
-            return sample_actions(checked_probs(distribution.probs.cpu().numpy(), len(obs)), rng)
+            return checked_probs(sb3_policy.get_distribution(tensor).distribution.probs.cpu().numpy(), len(obs))
 
-        return act
-    return lambda obs: np.asarray(model.predict(obs, deterministic=False)[0]).reshape(len(obs))
+        return probs
+
+    def predicted(obs: np.ndarray) -> np.ndarray:
+        actions = np.asarray(model.predict(obs, deterministic=False)[0]).reshape(len(obs))
+        return np.eye(4)[actions]
+
+    return predicted
 
 
 def checked_probs(probs: Any, batch: int) -> np.ndarray:
@@ -159,28 +163,16 @@ def checked_probs(probs: Any, batch: int) -> np.ndarray:
 # ----- playing ----------------------------------------------------------------------------------------------------
 
 
-def play_window(act: Act, env, seed: int) -> dict[str, np.ndarray]:
-    """One window of ``max_steps`` steps on every environment of ``env``, reset with ``seed``: ``(T, N)`` step
-    records in the layout of :func:`oversight_rl.evaluate.run_episodes`."""
-    num_steps = envs.episode_step_limit(env)
-    obs, _ = env.reset(seed=seed)
-    shape = (num_steps, env.num_envs)
-    rec = {
-        "true_reward": np.zeros(shape, np.float32),
-        "dones": np.zeros(shape, bool),
-        "terminal": np.zeros(shape, np.int8),
-        "labeled": np.zeros(shape, bool),
-        "ghost_overseen": np.zeros(shape, bool),
-        "gate": np.full(shape, np.nan, np.float32),
-    }
-    for t in range(num_steps):
-        obs, _, terminated, truncated, info = env.step(act(obs))
-        rec["dones"][t] = terminated | truncated
-        if "final_info" in info:
-            ended, final = info["_final_info"], info["final_info"]
-            for key in ("terminal", "labeled", "ghost_overseen", "true_reward"):
-                rec[key][t] = np.where(ended, final[key], 0)
-    return rec
+def play_window(probs: Probs, env, seed: int) -> dict[str, np.ndarray]:
+    """One window of ``max_steps`` steps on every environment of ``env``, reset with ``seed``, actions drawn from
+    ``probs`` by the evaluation's own streams: ``(T, N)`` step records, as :func:`oversight_rl.evaluate.run_episodes`
+    gives them."""
+
+    def step(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = torch.from_numpy(probs(obs.cpu().numpy()))
+        return p, torch.full(p.shape[:1], torch.nan)
+
+    return play_one_window(step, env, seed)
 
 
 # ----- statistics -------------------------------------------------------------------------------------------------
