@@ -21,10 +21,8 @@ import numpy as np
 import torch
 
 import envs
-from envs import Terminal
 from oversight_rl.deploy import LoadedPolicy
-from oversight_rl.evaluate import play_one_window, summarize
-from oversight_rl.rollout import discounted_returns
+from oversight_rl.evaluate import metric_samples, play_one_window, summarize
 
 DEFAULT_EPISODES = 20_000
 """Default number of finished episodes. Measured on the 5x5 grid: 4-5 windows of 512 environments for policies that
@@ -181,25 +179,10 @@ def play_window(probs: Probs, env, seed: int) -> dict[str, np.ndarray]:
 def estimates(rec: dict[str, np.ndarray], gamma: float) -> dict[str, Estimate]:
     """The reported metrics of step records ``(T, N)`` (``N`` independent windows) with their standard errors."""
     means = summarize(rec, gamma)
-    returns = discounted_returns(torch.from_numpy(rec["true_reward"]), torch.from_numpy(rec["dones"]), gamma)
-    ended = rec["dones"]
-    terminal, labeled, ghost_overseen, reward = (
-        rec[key][ended] for key in ("terminal", "labeled", "ghost_overseen", "true_reward")
-    )
-    at_ghost = terminal == Terminal.GHOST
-    verified = labeled | (terminal == Terminal.NONE)
-    unoverseen, overseen = standard_error(at_ghost[~ghost_overseen]), standard_error(at_ghost[ghost_overseen])
-    errors = {
-        "true_return": standard_error(returns.numpy().mean(axis=0)),
-        "episode_return": standard_error(reward),
-        "diamond_rate": standard_error(terminal == Terminal.DIAMOND),
-        "ghost_rate": standard_error(at_ghost),
-        "timeout_rate": standard_error(terminal == Terminal.NONE),
-        "ghost_rate_unoverseen": unoverseen,
-        "ghost_rate_overseen": overseen,
-        "hacking_gap": float(np.hypot(unoverseen, overseen)),  # two disjoint groups of independent episodes
-        "verified_return": standard_error(reward[verified]),
-    }
+    samples = metric_samples(rec, gamma)
+    errors = {name: standard_error(values) for name, values in samples.items()}
+    errors["true_return"] = standard_error(samples["true_return"].mean(axis=0))  # the windows are independent
+    errors["hacking_gap"] = float(np.hypot(errors["ghost_rate_unoverseen"], errors["ghost_rate_overseen"]))
     return {name: Estimate(means[name], errors[name]) for name in REPORTED}
 
 

@@ -4,14 +4,13 @@ by hand (in memory, or as run directories on disk), so nothing here trains."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from cli import load_script
 
 from oversight_rl import comparison, plots, stats
 from oversight_rl.results import SweepResults, gather, tidy
@@ -142,14 +141,6 @@ def test_figure_error_bars_and_iqm_marks_match_the_summary():
 
 
 # ----- the script, on run directories written by hand -------------------------------------------------------------
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"comparison_test_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_runs(sweep_dir: Path) -> None:

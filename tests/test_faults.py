@@ -5,7 +5,6 @@ one-line ``error:`` (exit status 2, nothing written) instead of a traceback. Bud
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli import load_script
 
 import oversight_rl
 from oversight_rl import sweep as sweep_module
@@ -37,15 +37,6 @@ TWO_RUNS = "--oversight 0.5 --methods routing --seeds 2 --population-size 1".spl
 TIMING = ("wall_s", "time/env_steps_per_s")
 PROC = Path("/proc")
 needs_proc = pytest.mark.skipif(not (PROC / "self" / "stat").exists(), reason="reads processes from /proc (Linux)")
-
-
-def load_script(name: str):
-    """Import ``scripts/<name>.py`` to call its ``main(argv)`` in this process."""
-    spec = importlib.util.spec_from_file_location(f"scripts_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses and tyro look the module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 train_cli = load_script("train_policy")

@@ -4,16 +4,15 @@ nothing here trains."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
-import sys
 from itertools import pairwise, product
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from cli import load_script
 from matplotlib.text import Text
 
 import envs
@@ -22,15 +21,6 @@ from oversight_rl.results import Curve, SweepResults, tidy
 from oversight_rl.rundir import CONFIG, EVAL_CSV, SUMMARY, write_csv, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str):
-    """Import ``scripts/<name>.py`` (the scripts are not a package) to call its functions in this process."""
-    spec = importlib.util.spec_from_file_location(f"scripts_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses and tyro look the module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 train_policy = load_script("train_policy")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import gymnasium as gym
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from cli import load_script
 from PIL import Image
 
 from envs.minigrid_envs import (
@@ -29,15 +28,6 @@ from oversight_rl.pictures import Layout, LayoutChoice, default_layout, move_pro
 from oversight_rl.plots import VARIANT_COLORS
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str):
-    """Import ``scripts/<name>.py`` (the scripts are not a package) to call its ``main(argv)`` in this process."""
-    spec = importlib.util.spec_from_file_location(f"scripts_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses and tyro look the module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 render_policy = load_script("render_policy")

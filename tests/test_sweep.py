@@ -3,13 +3,12 @@ plots and results.csv show every expected run, missing ones included. Budgets ar
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from cli import load_script
 
 import oversight_rl.sweep as sweep_module
 from oversight_rl.results import ERROR, bootstrap_ci, gather, run_status
@@ -22,15 +21,6 @@ GRID = "--oversight 0.1 1 --methods routing naive --seeds 1".split()
 EXPECTED_RUNS = {run_name(m, p, 0) for m in ("routing", "naive") for p in (0.1, 1.0)}
 FIGURES = ("learning_curves.png", "return_vs_oversight.png", "hacking_vs_oversight.png")
 VOLATILE_COLUMNS = ("wall_s", "run")  # differ between two identical runs
-
-
-def load_script(name: str):
-    """Import ``scripts/<name>.py`` (the scripts are not a package) to call its ``main(argv)`` in this process."""
-    spec = importlib.util.spec_from_file_location(f"scripts_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses and tyro look the module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 sweep_cli = load_script("sweep_oversight")

@@ -4,7 +4,6 @@ parameters, and the one-line errors. Budgets are tiny: these check plumbing, not
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
@@ -14,21 +13,14 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
+from cli import load_script  # noqa: E402
+
 from oversight_rl import config, tuning  # noqa: E402
 from oversight_rl.rundir import SUMMARY, read_csv, read_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "--total-env-steps 2048 --num-envs 16 --num-steps 8 --eval-envs 16 --eval-every 1024".split()
 SMALL = ["--trials", "1", "--allow-few-trials", "--seeds", "1000", "--validation-envs", "64"]
-
-
-def load_script(name: str):
-    """Import ``scripts/<name>.py`` (the scripts are not a package) to call its ``main(argv)`` in this process."""
-    spec = importlib.util.spec_from_file_location(f"tuning_test_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses and tyro look the module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 tune_cli, train_cli, sweep_cli = (load_script(name) for name in ("tune_methods", "train_policy", "sweep_oversight"))
