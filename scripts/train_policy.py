@@ -36,6 +36,8 @@ TABLE_METRICS = ("true_return", "diamond_rate", "ghost_rate", "hacking_gap", "ga
 class CommandLine(TrainConfig):
     out: str = "runs"
     """Directory under which the run directory is created."""
+    exp_name: str = ""
+    """Name of the experiment, put in front of the run directory's name (EXP-routing-p0.1-s0-<start time>)."""
     resume: str | None = None
     """Continue the interrupted run in this run directory with its saved settings; of the other flags, only
     --device, --threads and --tensorboard may change."""
@@ -96,6 +98,8 @@ def main(argv: list[str]) -> int:
             config = TrainConfig.from_saved(dataclasses.asdict(args))
             config.validate()
             name = f"{run_name(config.method, config.oversight, config.seed)}-{time.strftime('%Y%m%d-%H%M%S')}"
+            if args.exp_name:
+                name = f"{args.exp_name}-{name}"
             run_dir = create_run_dir(Path(args.out), name)
             print(f"run directory: {run_dir}")
             summary = train(config, run_dir)

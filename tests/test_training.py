@@ -431,3 +431,13 @@ def test_env_kwargs_reach_the_training_and_evaluation_environments(tiny_cfg, tmp
 def test_bad_env_kwargs_name_the_flag(env_kwargs, message):
     with pytest.raises(ValueError, match=f"^--env-kwargs {message}"):
         TrainConfig(env_kwargs=env_kwargs).validate()
+
+
+def test_exp_name_prefixes_the_run_directory(tmp_path):
+    from cli import load_script
+
+    flags = ["--total-env-steps", "256", "--num-envs", "16", "--num-steps", "8", "--eval-envs", "16", "--width", "16"]
+    assert load_script("train_policy").main([*flags, "--exp-name", "lr-sweep", "--out", str(tmp_path)]) == 0
+    (run_dir,) = tmp_path.iterdir()
+    assert run_dir.name.startswith("lr-sweep-routing-p0.1-s0-")
+    assert "exp_name" not in json.loads((run_dir / CONFIG).read_text())  # a name, not a setting of the run
