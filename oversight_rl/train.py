@@ -188,12 +188,10 @@ class Trainer:
         self.coefs = loss_coefs(cfg, self.method)
         torch.set_num_threads(cfg.threads)
         seeds, oversights = [c.seed for c in cfgs], [c.oversight for c in cfgs]
-        self.envs = make_agent_envs(
-            cfg.env_backend, cfg.env, cfg.num_envs, oversights, seeds, cfg.device, **json.loads(cfg.env_kwargs)
-        )
+        extra = json.loads(cfg.env_kwargs)
+        self.envs = make_agent_envs(cfg.env_backend, cfg.env, cfg.num_envs, oversights, seeds, cfg.device, **extra)
         if progress:
             print(envs.describe_vectorization(cfg.env, cfg.num_envs, **cfg.env_settings()))
-        extra = json.loads(cfg.env_kwargs)
         self.eval_envs = [make_eval_env(cfg.env, cfg.eval_envs, p, **extra) for p in oversights]  # numpy backend's
         self.episode_steps = envs.episode_step_limit(self.eval_envs[0])
         self.last_results: dict[int, dict] = {}
