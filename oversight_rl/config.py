@@ -37,7 +37,8 @@ class TrainConfig:
     """native: the package's own training loop. sb3: Stable-Baselines3's RoutedPPO (oversight_rl.sb3), same network,
     rollout and loss; PPO only, and no naive_early_stop. Its checkpoint is SB3's checkpoint.zip."""
     total_env_steps: int = 2_000_000
-    """Environment steps to train for (the oracle trains for oversight x this)."""
+    """Environment steps to train for (the oracle trains for oversight x this). A budget that is not a whole number
+    of windows ends with a shorter last window, so a run trains at most num_envs - 1 steps more than its budget."""
     num_envs: int = 256
     """Parallel environments in a rollout."""
     num_steps: int = 32
@@ -128,6 +129,17 @@ class TrainConfig:
     def num_updates(self, scales_with_oversight: bool) -> int:
         """Updates that cover the budget (none for a budget of zero, as the oracle's at oversight 0)."""
         return math.ceil(self.budget(scales_with_oversight) / self.steps_per_update)
+
+    def window_steps(self, update: int, scales_with_oversight: bool) -> int:
+        """Steps per environment of update ``update`` (from 0): ``num_steps``, but the last update of a budget that
+        is not a whole number of windows takes only what the budget has left (rounded up to whole steps of all
+        environments, so the run trains at most ``num_envs - 1`` steps more than its budget)."""
+        left = self.budget(scales_with_oversight) - update * self.steps_per_update
+        return min(self.num_steps, math.ceil(left / self.num_envs))
+
+    def trained_steps(self, scales_with_oversight: bool) -> int:
+        """Environment steps the run trains on: its budget, rounded up to whole steps of all environments."""
+        return self.num_envs * math.ceil(self.budget(scales_with_oversight) / self.num_envs)
 
     def eval_interval(self, scales_with_oversight: bool) -> int:
         """Updates between evaluations; scaled with the budget, so every method gets as many evaluations."""

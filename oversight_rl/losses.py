@@ -36,6 +36,7 @@ class Batch(NamedTuple):
     weights: torch.Tensor  # 1.0 where a sample is used, 0.0 where a method discards it
     routes: torch.Tensor  # Route codes: where each sample's policy gradient may flow
     labels: torch.Tensor  # Route codes of the episode's label (BOTH when unlabeled): the gate's targets
+    valid: torch.Tensor | None = None  # 1.0 inside the budget (None: every sample), for a last, shorter window
     trunk: Trunk | None = None
 
 
@@ -66,8 +67,9 @@ def normalized(adv: torch.Tensor, used: torch.Tensor) -> torch.Tensor:
 def _objective(
     logits: torch.Tensor, value: torch.Tensor, batch: Batch, coefs: LossCoefs
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    w = batch.weights
-    denom = w.sum().clamp(min=1.0) if coefs.mean_over_used else w.new_tensor(float(w.shape[-1]))
+    w = batch.weights if batch.valid is None else batch.weights * batch.valid
+    everything = w.new_tensor(float(w.shape[-1])) if batch.valid is None else batch.valid.sum()
+    denom = w.sum().clamp(min=1.0) if coefs.mean_over_used else everything
     log_probs = torch.log_softmax(logits, dim=-1)
     logp = log_probs.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
     entropy_per_sample = -(log_probs.exp() * log_probs).sum(-1)

@@ -102,6 +102,21 @@ def _stack_trunks(trunks: list[Trunk]) -> Trunk:
     return Trunk(experts, gate, join([t.value for t in trunks]))
 
 
+def truncated(rollout: Rollout, steps: torch.Tensor) -> tuple[Rollout, torch.Tensor, torch.Tensor]:
+    """``rollout`` as if agent ``k`` had stopped after ``steps[k]`` of its steps (the last window of a budget that
+    is not a whole number of windows): no episode ends later. Returns it, the ``(T, S, 1)`` mask of the steps kept,
+    and the mask of each kept window's last step."""
+    time = torch.arange(rollout.dones.shape[0], device=steps.device).view(-1, 1, 1)
+    kept = time < steps.view(1, -1, 1)
+    last = time == steps.view(1, -1, 1) - 1
+    shorter = rollout._replace(
+        dones=rollout.dones & kept,
+        terminal=torch.where(kept, rollout.terminal, torch.zeros_like(rollout.terminal)),
+        labeled=rollout.labeled & kept,
+    )
+    return shorter, kept, last
+
+
 def training_rewards(rollout: Rollout, kind: str) -> torch.Tensor:
     """Reward at each step under a method's training reward: ``any_terminal``, ``proxy`` or ``true``."""
     return terminal_rewards(rollout.terminal, rollout.ghost_overseen, kind).float()
@@ -124,12 +139,18 @@ def terminal_rewards(terminal, ghost_overseen, kind: str):
     raise ValueError(f"reward must be 'any_terminal', 'proxy' or 'true', got {kind!r}")
 
 
-def discounted_returns(rewards: torch.Tensor, dones: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Monte-Carlo return-to-go inside the window: ``G_t = r_t + gamma * G_{t+1} * (1 - done_t)``, ``G_T = 0``."""
+def discounted_returns(
+    rewards: torch.Tensor, dones: torch.Tensor, gamma: float, window_ends: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Monte-Carlo return-to-go inside the window: ``G_t = r_t + gamma * G_{t+1} * (1 - done_t)``, ``G_T = 0``.
+
+    ``window_ends[t]`` (bool) ends a shorter window after step ``t`` where it holds: nothing later counts.
+    """
     returns = torch.zeros_like(rewards)
     running = torch.zeros_like(rewards[0])
     for t in reversed(range(rewards.shape[0])):
-        running = rewards[t] + gamma * running * (~dones[t])
+        carried = ~dones[t] if window_ends is None else ~dones[t] & ~window_ends[t]
+        running = rewards[t] + gamma * running * carried
         returns[t] = running
     return returns
 
@@ -141,14 +162,20 @@ def gae(
     next_value: torch.Tensor,
     gamma: float,
     lam: float,
+    window_ends: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalized advantage estimation; returns ``(advantages, returns)``. An episode end cuts the bootstrap."""
+    """Generalized advantage estimation; returns ``(advantages, returns)``. An episode end cuts the bootstrap.
+
+    ``window_ends[t]`` (bool) ends a shorter window after step ``t`` where it holds: step ``t`` bootstraps from the
+    value of the next observation, as at the end of a full window, and nothing later counts.
+    """
     advantages = torch.zeros_like(rewards)
     running = torch.zeros_like(next_value)
     for t in reversed(range(rewards.shape[0])):
         following = next_value if t == rewards.shape[0] - 1 else values[t + 1]
         alive = (~dones[t]).float()
         delta = rewards[t] + gamma * following * alive - values[t]
-        running = delta + gamma * lam * alive * running
+        carried = alive if window_ends is None else alive * (~window_ends[t])
+        running = delta + gamma * lam * carried * running
         advantages[t] = running
     return advantages, advantages + values

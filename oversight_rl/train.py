@@ -38,7 +38,7 @@ from oversight_rl.losses import Batch, LossCoefs
 from oversight_rl.methods import Method, get_method
 from oversight_rl.policies import ActorCritic, make_policy
 from oversight_rl.population import AgentAdam, Population, clip_grad_norms
-from oversight_rl.rollout import Rollout, collect, discounted_returns, gae, training_rewards
+from oversight_rl.rollout import Rollout, collect, discounted_returns, gae, training_rewards, truncated
 from oversight_rl.rundir import (
     CHECKPOINT,
     CONFIG,
@@ -66,13 +66,22 @@ def per_agent(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(0, 1).reshape(x.shape[1], -1, *x.shape[3:])
 
 
-def build_batch(rollout: Rollout, method: Method, cfg: TrainConfig) -> Batch:
-    """Each agent's samples: the method's rewards, advantages, sample weights, routes and labels, ``(S, T*N)``."""
+def build_batch(rollout: Rollout, method: Method, cfg: TrainConfig, steps: torch.Tensor | None = None) -> Batch:
+    """Each agent's samples: the method's rewards, advantages, sample weights, routes and labels, ``(S, T*N)``.
+
+    ``steps[k]`` shortens agent ``k``'s window to its first steps (the last window of its budget); None keeps all.
+    """
+    valid = window_ends = None
+    if steps is not None:
+        rollout, kept, window_ends = truncated(rollout, steps)
+        valid = kept.expand_as(rollout.dones).to(rollout.values.dtype)
     rewards = training_rewards(rollout, method.reward).to(rollout.values.dtype)
     if cfg.algo == "ppo":
-        advantages, returns = gae(rewards, rollout.values, rollout.dones, rollout.next_value, cfg.gamma, cfg.gae_lambda)
+        advantages, returns = gae(
+            rewards, rollout.values, rollout.dones, rollout.next_value, cfg.gamma, cfg.gae_lambda, window_ends
+        )
     else:
-        returns = discounted_returns(rewards, rollout.dones, cfg.gamma)
+        returns = discounted_returns(rewards, rollout.dones, cfg.gamma, window_ends)
         advantages = returns - rollout.values
     outcome, labeled = rollout.outcome, rollout.episode_labeled
     labels = episode_routes(outcome, labeled)
@@ -89,6 +98,7 @@ def build_batch(rollout: Rollout, method: Method, cfg: TrainConfig) -> Batch:
         weights=per_agent(weights),
         routes=per_agent(routes),
         labels=per_agent(labels),
+        valid=None if valid is None else per_agent(valid),
         trunk=rollout.trunk,
     )
 
@@ -135,6 +145,7 @@ class Agent:
 
     cfg: TrainConfig
     run_dir: Path
+    scales: bool  # the method's budget scales with oversight (the oracle)
     num_updates: int
     eval_interval: int
     update: int = 0
@@ -152,6 +163,11 @@ class Agent:
         """Early stopping's patience ran out (its counter of evaluations without improvement is saved in ``best``)."""
         patience = self.cfg.early_stop_patience
         return patience > 0 and self.best["evals_since"] >= patience
+
+    @property
+    def window_steps(self) -> int:
+        """Steps per environment of the next update: a whole window, but a shorter one where the budget ends."""
+        return self.cfg.window_steps(self.update, self.scales) if self.active else self.cfg.num_steps
 
     @property
     def active(self) -> bool:
@@ -216,7 +232,7 @@ class Trainer:
 
     def _agent(self, cfg: TrainConfig, run_dir: Path) -> Agent:
         scales = self.method.budget_scales_with_oversight
-        agent = Agent(cfg, Path(run_dir), cfg.num_updates(scales), cfg.eval_interval(scales))
+        agent = Agent(cfg, Path(run_dir), scales, cfg.num_updates(scales), cfg.eval_interval(scales))
         agent.writer = open_tensorboard(agent.run_dir) if cfg.tensorboard else None
         return agent
 
@@ -285,7 +301,9 @@ class Trainer:
             self.envs, self.population, self.obs, cfg.num_steps, self.action_keys, counters, keep_graph
         )
         lr = self.learning_rates()
-        metrics = self._optimize(build_batch(rollout, self.method, cfg), lr, active)
+        windows = [a.window_steps for a in self.agents]
+        steps = None if set(windows) == {cfg.num_steps} else torch.tensor(windows, device=device)
+        metrics = self._optimize(build_batch(rollout, self.method, cfg, steps), lr, active)
         dones = rollout.dones.transpose(0, 1).flatten(1)
         labeled = rollout.labeled.transpose(0, 1).flatten(1)
         episodes = dones.sum(1)
@@ -308,7 +326,8 @@ class Trainer:
             order = torch.argsort(uniform(self.shuffle_keys, counter.unsqueeze(1)), dim=1)  # each agent's shuffle
             for start in range(0, minibatch * cfg.num_minibatches, minibatch):
                 index = order[:, start : start + minibatch]
-                metrics = self._step(Batch(*(f[agents, index] for f in batch[:-1]), trunk=None), lr, active)
+                fields = (None if f is None else f[agents, index] for f in batch[:-1])
+                metrics = self._step(Batch(*fields, trunk=None), lr, active)
         return metrics
 
     def _step(self, batch: Batch, lr: torch.Tensor, active: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -385,10 +404,9 @@ class Trainer:
 
     def run(self) -> list[dict]:
         """Train every agent to its budget (or early stop); return the summaries, in the order of the runs."""
-        steps = self.cfg.steps_per_update
         bar = tqdm(
-            total=sum(a.num_updates for a in self.agents) * steps,
-            initial=sum(a.update for a in self.agents) * steps,
+            total=sum(a.cfg.trained_steps(a.scales) for a in self.agents),
+            initial=sum(a.env_steps for a in self.agents),
             unit="step",
             unit_scale=True,
             disable=not self.progress,
@@ -404,14 +422,14 @@ class Trainer:
                 self.save(k)
                 summaries[k] = self._finish(k)
         while any(a.active for a in self.agents):
-            training = [k for k, a in enumerate(self.agents) if a.active]
+            training = {k: a.window_steps * self.cfg.num_envs for k, a in enumerate(self.agents) if a.active}
             tick = time.perf_counter()
             metrics = self.train_step()
             rows = {key: value.tolist() for key, value in metrics.items()}  # one transfer per update
             elapsed = time.perf_counter() - tick
-            for k in training:
-                self._record_update(k, {key: values[k] for key, values in rows.items()}, elapsed)
-            bar.update(len(training) * steps)
+            for k, steps in training.items():
+                self._record_update(k, {key: values[k] for key, values in rows.items()}, steps, elapsed)
+            bar.update(sum(training.values()))
             due = [
                 k
                 for k in training
@@ -427,12 +445,12 @@ class Trainer:
         bar.close()
         return [summaries[k] for k in range(self.size)]
 
-    def _record_update(self, k: int, metrics: dict[str, float], elapsed: float) -> None:
+    def _record_update(self, k: int, metrics: dict[str, float], steps: int, elapsed: float) -> None:
         agent = self.agents[k]
         agent.update += 1
-        agent.env_steps += self.cfg.steps_per_update
+        agent.env_steps += steps
         agent.wall_s += elapsed
-        metrics["time/env_steps_per_s"] = self.cfg.steps_per_update / max(elapsed, 1e-9)
+        metrics["time/env_steps_per_s"] = steps / max(elapsed, 1e-9)
         agent.train_rows.append({**agent.stamp(), **metrics})
         agent.log_scalars(metrics)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import torch
 
 from oversight_rl import population as population_module
 from oversight_rl import train as train_module
+from oversight_rl.config import TrainConfig
 from oversight_rl.launch import train_population
 from oversight_rl.methods import METHODS
 from oversight_rl.rundir import CHECKPOINT, EVAL_CSV, SUMMARY, TRAIN_CSV, read_csv
@@ -263,3 +265,30 @@ def test_agent_adam_and_clip_match_torch_for_each_agent():
                 torch.testing.assert_close(
                     population.params[name][k], p.detach(), rtol=1e-5, atol=1e-6
                 )  # float32 rounding only
+
+
+# ----- exact budgets ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("oversight", "total", "trained"),
+    [(0.01, 2_000_000, 20_224), (0.1, 300_000, 30_208), (0.03, 2_000_000, 60_160), (0.0, 2_000_000, 0)],
+)
+def test_the_oracle_trains_its_budget_within_two_percent(oversight, total, trained):
+    """256 environments: the last window takes what the budget has left, rounded up to whole steps of all of them."""
+    cfg = dataclasses.replace(TrainConfig(), method="oracle", oversight=oversight, total_env_steps=total)
+    budget = cfg.budget(True)
+    assert cfg.trained_steps(True) == trained
+    assert budget <= trained <= 1.02 * budget
+    windows = [cfg.window_steps(u, True) for u in range(cfg.num_updates(True))]
+    assert sum(windows) * cfg.num_envs == trained and all(w == cfg.num_steps for w in windows[:-1])
+
+
+def test_a_shorter_last_window_is_trained_and_counted(tiny_cfg, tmp_path):
+    """0.3 x 2048 = 614 steps: four windows of 16 x 8 and a last one of 7 steps (16 x 7 = 112), 624 in all."""
+    cfgs = [tiny_cfg(method="oracle", oversight=0.3, seed=0), tiny_cfg(method="oracle", oversight=0.3, seed=1)]
+    summaries = train_population(cfgs, [tmp_path / "a", tmp_path / "b"], progress=False)
+    assert [s["env_steps"] for s in summaries] == [624, 624]
+    rows = read_csv(tmp_path / "a" / TRAIN_CSV)
+    assert [row["env_steps"] for row in rows] == [128, 256, 384, 512, 624]
+    assert all(math.isfinite(row["losses/policy"]) for row in rows)

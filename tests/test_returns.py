@@ -154,6 +154,29 @@ def test_gae_lambda_one_equals_discounted_returns_plus_bootstrap():
     torch.testing.assert_close(advantages, returns - values)
 
 
+def test_a_shorter_window_equals_the_window_cut_at_its_end():
+    """A window that ends after step ``t_k`` of column ``k`` (the last, partial window of a budget) gives, on its steps,
+    what a window of ``t_k + 1`` steps gives: GAE bootstraps from the next value, and nothing later counts."""
+    gen = torch.Generator().manual_seed(1)
+    t, n, gamma, lam = 12, 5, 0.9, 0.8
+    rewards = (torch.rand(t, n, generator=gen) < 0.3).double()
+    dones = torch.rand(t, n, generator=gen) < 0.3
+    values = torch.rand(t, n, generator=gen, dtype=torch.float64)
+    next_value = torch.rand(n, generator=gen, dtype=torch.float64)
+    last = torch.tensor([11, 0, 4, 7, 9])  # the last step of each column's window
+    window_ends = torch.arange(t)[:, None] == last[None, :]
+    advantages, _ = gae(rewards, values, dones, next_value, gamma, lam, window_ends)
+    returns = discounted_returns(rewards, dones, gamma, window_ends)
+    for k, end in enumerate(last.tolist()):
+        keep = slice(0, end + 1)
+        following = next_value[k : k + 1] if end == t - 1 else values[end + 1, k : k + 1]
+        cut, _ = gae(rewards[keep, k : k + 1], values[keep, k : k + 1], dones[keep, k : k + 1], following, gamma, lam)
+        torch.testing.assert_close(advantages[keep, k : k + 1], cut)
+        torch.testing.assert_close(
+            returns[keep, k : k + 1], discounted_returns(rewards[keep, k : k + 1], dones[keep, k : k + 1], gamma)
+        )
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Training rewards
 # ----------------------------------------------------------------------------------------------------------------
