@@ -62,6 +62,8 @@ class Population:
         """
         bound = _Bound(self.template, fn)
         pick = (lambda x: x) if agents is None else (lambda x: x[agents])  # noqa: E731
+        if self.size == 1 and agents in (None, [0]):
+            return lambda *args: self._call_alone(bound, args)
 
         def mapped(*args):
             arg_leaves, arg_spec = tree_flatten(args)
@@ -79,6 +81,14 @@ class Population:
             return tree_unflatten(_refill(out["leaves"], tensors), out["spec"])
 
         return mapped
+
+    def _call_alone(self, bound: _Bound, args: tuple):
+        """``map`` for a population of one, without ``vmap``'s overhead: the same call on the agent's slice."""
+        leaves, spec = tree_flatten(args)
+        alone = [x.squeeze(0) if isinstance(x, torch.Tensor) else x for x in leaves]
+        state = {f"module.{name}": value[0] for name, value in (self.params | self.buffers).items()}
+        out_leaves, out_spec = tree_flatten(functional_call(bound, state, tree_unflatten(alone, spec)))
+        return tree_unflatten([x.unsqueeze(0) if isinstance(x, torch.Tensor) else x for x in out_leaves], out_spec)
 
     def agent_state(self, k: int) -> dict[str, torch.Tensor]:
         """Agent ``k``'s ``state_dict`` (copies, on the CPU): what a checkpoint of a single module would hold."""
@@ -128,21 +138,29 @@ class AgentAdam:
 
     @torch.no_grad()
     def step(self, grads: dict[str, torch.Tensor], lr: torch.Tensor, active: torch.Tensor) -> None:
-        """One step for the agents where ``active`` (bool ``(S,)``) holds, each with its own ``lr`` ``(S,)``."""
+        """One step for the agents where ``active`` (bool ``(S,)``) holds, each with its own ``lr`` ``(S,)``.
+
+        Multi-tensor (``torch._foreach_*``) ops over every parameter, as torch's own Adam; an inactive agent's
+        factors are 1 for its moments and 0 for its update, which leaves it exactly as it was.
+        """
         beta1, beta2 = self.betas
+        on = active.to(lr.dtype)
         self.steps += active.long()
         t = self.steps.to(lr.dtype).clamp(min=1)
-        step_size = lr / (1 - beta1**t)
-        root_correction = (1 - beta2**t).sqrt()
-        for name, p in self.params.items():
-            view = (-1, *([1] * (p.dim() - 1)))
-            keep = active.view(view)
-            g = grads[name]
-            m = torch.where(keep, self.exp_avg[name] * beta1 + g * (1 - beta1), self.exp_avg[name])
-            v = torch.where(keep, self.exp_avg_sq[name] * beta2 + g * g * (1 - beta2), self.exp_avg_sq[name])
-            self.exp_avg[name], self.exp_avg_sq[name] = m, v
-            update = step_size.view(view) * m / ((v.sqrt() / root_correction.view(view)) + self.eps)
-            p.sub_(torch.where(keep, update, torch.zeros_like(update)))
+        names = list(self.params)
+        per_agent = lambda x: [x.view(-1, *([1] * (self.params[n].dim() - 1))) for n in names]  # noqa: E731
+        moments, squares = [self.exp_avg[n] for n in names], [self.exp_avg_sq[n] for n in names]
+        gradients = [grads[n] for n in names]
+        torch._foreach_mul_(moments, per_agent(beta1 * on + (1 - on)))
+        torch._foreach_addcmul_(moments, gradients, per_agent((1 - beta1) * on))
+        torch._foreach_mul_(squares, per_agent(beta2 * on + (1 - on)))
+        torch._foreach_addcmul_(squares, torch._foreach_mul(gradients, gradients), per_agent((1 - beta2) * on))
+        denominators = torch._foreach_sqrt(squares)
+        torch._foreach_div_(denominators, per_agent((1 - beta2**t).sqrt()))
+        torch._foreach_add_(denominators, self.eps)
+        updates = torch._foreach_div(moments, denominators)
+        torch._foreach_mul_(updates, per_agent(on * lr / (1 - beta1**t)))
+        torch._foreach_sub_([self.params[n] for n in names], updates)
 
     def agent_state(self, k: int) -> dict:
         return {
