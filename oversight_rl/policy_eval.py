@@ -22,7 +22,7 @@ import torch
 
 import envs
 from oversight_rl.deploy import LoadedPolicy
-from oversight_rl.evaluate import metric_samples, play_one_window, summarize
+from oversight_rl.evaluate import metric_samples, play_one_window, standard_error, summarize
 
 DEFAULT_EPISODES = 20_000
 """Default number of finished episodes. Measured on the 5x5 grid: 4-5 windows of 512 environments for policies that
@@ -184,9 +184,3 @@ def estimates(rec: dict[str, np.ndarray], gamma: float) -> dict[str, Estimate]:
     errors["true_return"] = standard_error(samples["true_return"].mean(axis=0))  # the windows are independent
     errors["hacking_gap"] = float(np.hypot(errors["ghost_rate_unoverseen"], errors["ghost_rate_overseen"]))
     return {name: Estimate(means[name], errors[name]) for name in REPORTED}
-
-
-def standard_error(values: np.ndarray) -> float:
-    """Standard error of the mean of independent ``values``; NaN for fewer than two."""
-    values = np.asarray(values, dtype=np.float64)
-    return float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else float("nan")

@@ -299,6 +299,9 @@ def test_summarize_by_hand():
     # Discounted return-to-go at gamma 0.5, per env over t=0..2:
     #   env0 [-1, .5, 1], env1 [.5, 1, 0], env2 [0, 0, 0], env3 [-.5, -1, 1] -> sum 1.5 over 12 steps.
     assert metrics["true_return"] == pytest.approx(1.5 / 12)
+    # Its standard error, over the environments' window means [.5/3, 1.5/3, 0, -.5/3] (sample std / sqrt 4).
+    window_means = np.array([0.5, 1.5, 0.0, -0.5]) / 3
+    assert metrics["true_return_se"] == pytest.approx(window_means.std(ddof=1) / 2)
     assert np.isnan(metrics["gate_auroc"])
 
 
