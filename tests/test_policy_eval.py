@@ -3,11 +3,10 @@ seeds, reproducibility, and every kind of policy it takes (a function, a LoadedP
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 import pytest
 import torch
+from test_returns import shortest_distances
 
 import oversight_rl
 from envs.diamond_ghost import AGENT, DIAMOND, GHOST, MOVES, OVERSIGHT
@@ -22,30 +21,7 @@ CELLS = ROWS * COLS
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def path_lengths() -> np.ndarray:
-    """``dist[target, avoid, cell]``: steps from ``cell`` to ``target`` never entering ``avoid`` (BFS)."""
-    dist = np.full((CELLS, CELLS, CELLS), 10**6, dtype=np.int64)
-    for target in range(CELLS):
-        for avoid in set(range(CELLS)) - {target}:
-            dist[target, avoid, target] = 0
-            queue = deque([target])
-            while queue:
-                cell = queue.popleft()
-                row, col = divmod(cell, COLS)
-                for drow, dcol in MOVES:
-                    r, c = row + drow, col + dcol
-                    if (
-                        0 <= r < ROWS
-                        and 0 <= c < COLS
-                        and r * COLS + c != avoid
-                        and dist[target, avoid, r * COLS + c] > CELLS
-                    ):
-                        dist[target, avoid, r * COLS + c] = dist[target, avoid, cell] + 1
-                        queue.append(r * COLS + c)
-    return dist
-
-
-DIST = path_lengths()
+DIST = shortest_distances()  # dist[target, avoid, cell], as the scripted policies of test_returns use
 _rows, _cols = np.divmod(np.arange(CELLS), COLS)
 NEXT_CELL = np.stack(
     [np.clip(_rows + dr, 0, ROWS - 1) * COLS + np.clip(_cols + dc, 0, COLS - 1) for dr, dc in MOVES], axis=1

@@ -328,7 +328,7 @@ ROWS = COLS = 5
 CELLS = ROWS * COLS
 
 
-def _shortest_distances() -> np.ndarray:
+def shortest_distances() -> np.ndarray:
     """``dist[target, avoid, cell]``: steps from ``cell`` to ``target`` on the 5x5 grid never entering ``avoid``."""
     dist = np.full((CELLS, CELLS, CELLS), 10**6, dtype=np.int64)
     for target in range(CELLS):
@@ -368,7 +368,7 @@ class ScriptedPolicy(torch.nn.Module):
         self.mode = mode
         self.anchor = torch.nn.Parameter(torch.zeros(1))  # run_episodes reads the device from a parameter
         if ScriptedPolicy.DIST is None:
-            ScriptedPolicy.DIST = _shortest_distances()
+            ScriptedPolicy.DIST = shortest_distances()
 
     def trunk(self, obs: torch.Tensor) -> Trunk:
         return Trunk((obs,), None, torch.zeros(obs.shape[0]))
