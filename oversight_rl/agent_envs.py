@@ -37,8 +37,6 @@ class StepEnds(NamedTuple):
 class NumpyAgentEnvs:
     """One batched numpy environment per agent; results converted to tensors on ``device``."""
 
-    backend = "numpy"
-
     def __init__(self, batched_envs: list, seeds: list[int], device):
         self.envs = list(batched_envs)
         self.seeds, self.device = list(seeds), torch.device(device)
@@ -80,8 +78,6 @@ class NumpyAgentEnvs:
 class TorchAgentEnvs:
     """All agents' environments in one ``envs.TorchDiamondGhost`` on ``device``: agent ``k`` owns rows
     ``k*N:(k+1)*N``, at its own oversight level, with stream keys derived from its own seed."""
-
-    backend = "torch"
 
     def __init__(self, env_id: str, num_envs: int, oversights: list[float], seeds: list[int], device, **env_kwargs):
         self.num_agents, self.num_envs = len(seeds), num_envs

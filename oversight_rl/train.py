@@ -215,7 +215,6 @@ class Trainer:
         for p in self.population.params.values():
             p.requires_grad_(True)
         self.optimizer = AgentAdam(self.population.params, eps=1e-5)
-        self.scratch = build_policy(cfg, self.method, self.envs.obs_shape).to(cfg.device)  # one agent, to evaluate
         self.action_keys = torch.stack([stream_keys(s, cfg.num_envs, ACTION_STREAM, cfg.device) for s in seeds])
         self.shuffle_keys = torch.stack(
             [stream_keys(s, cfg.steps_per_update, MINIBATCH_STREAM, cfg.device) for s in seeds]
@@ -351,7 +350,7 @@ class Trainer:
         each agent's oversight, reset with its evaluation seed); track early stopping's best checkpoints."""
         cfg = self.cfg
         results = [{} for _ in ks]
-        for variant in self.scratch.variants:
+        for variant in self.population.template.variants:
             records = self._play(ks, variant, EVAL_SEED_OFFSET)
             for i, k in enumerate(ks):
                 results[i][variant] = summarize({n: r[:, i] for n, r in records.items()}, self.agents[k].cfg.gamma)
