@@ -2,9 +2,11 @@
 excluded), and the ratio to training the same runs one at a time, measured in the same invocation.
 
 CPU: the default preset (routing, PPO, width 64, 256 envs) for populations of 1, 4, 15 and 60 agents.
-CUDA (when a GPU is present, or with --device cuda): the paper preset (REINFORCE, width 256, 512 envs) on the
-on-device environment for populations of 1, 8, 32 and 96 agents (96 fill the paper's Fig. 6a grid of 6 oversight
-levels x 4 methods x 4 seeds), with the projected wall time of that grid at 328M environment steps per run.
+CUDA (when a GPU is present, or with --device cuda), on the on-device environment: the default preset for
+populations of 1, 10 and 50 agents (50: one method of a 10-seed main grid), with the projected wall time of that grid
+(5 oversight levels x 4 methods x 10 seeds, 2M steps per run); then the paper preset (REINFORCE, width 256, 512 envs)
+for populations of 1, 8, 32 and 96 agents (96 fill the paper's Fig. 6a grid of 6 oversight levels x 4 methods x 4
+seeds), with the projected wall time of that grid at 328M environment steps per run.
 
     python benchmarks/population_throughput.py [--updates 3] [--sizes 1 4 15 60] [--device cpu|cuda|all]
 """
@@ -24,6 +26,7 @@ from oversight_rl.train import Trainer
 
 OVERSIGHT_LEVELS = (0.01, 0.03, 0.1, 0.3, 1.0)
 PAPER_GRID_RUNS, PAPER_STEPS_PER_RUN = 96, 20_000 * 512 * 32
+MAIN_GRID_RUNS, MAIN_STEPS_PER_RUN = 200, 2_000_000
 
 
 def population(config: TrainConfig, size: int) -> list[TrainConfig]:
@@ -67,7 +70,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--updates", type=int, default=3, help="timed updates per population size")
     parser.add_argument("--sizes", type=int, nargs="+", help="population sizes (default: 1 4 15 60 on CPU)")
-    parser.add_argument("--cuda-sizes", type=int, nargs="+", default=[1, 8, 32, 96])
+    parser.add_argument("--cuda-default-sizes", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--cuda-sizes", type=int, nargs="+", default=[1, 8, 32, 96], help="paper preset on CUDA")
     parser.add_argument(
         "--device", choices=["cpu", "cuda", "all"], default="all", help="all: CPU, then CUDA if present"
     )
@@ -82,13 +86,23 @@ def main() -> None:
         if not torch.cuda.is_available():
             print("\nCUDA: no GPU here; skipped")
             return
+        gpu = f"CUDA ({torch.cuda.get_device_name()})"
+        default = dataclasses.replace(PRESETS["default"], device="cuda", env_backend="torch")
+        results = measure(f"{gpu}, default preset, on-device environment", default, args.cuda_default_sizes,
+                          args.updates)  # fmt: skip
+        project("the 10-seed main grid", MAIN_GRID_RUNS, MAIN_STEPS_PER_RUN, results)
         paper = dataclasses.replace(PRESETS["paper"], device="cuda", env_backend="torch")
-        results = measure(f"CUDA ({torch.cuda.get_device_name()}), paper preset, on-device environment", paper,
-                          args.cuda_sizes, args.updates)  # fmt: skip
-        best = max(results, key=results.get)
-        hours = PAPER_GRID_RUNS * PAPER_STEPS_PER_RUN / results[best] / 3600
-        print(f"\nprojected wall time of the Fig. 6a grid ({PAPER_GRID_RUNS} runs x {PAPER_STEPS_PER_RUN:,} steps) at "
-              f"{results[best]:,.0f} agent-env-steps/s (population {best}): {hours:.1f} h")  # fmt: skip
+        results = measure(f"{gpu}, paper preset, on-device environment", paper, args.cuda_sizes, args.updates)
+        project("the Fig. 6a grid", PAPER_GRID_RUNS, PAPER_STEPS_PER_RUN, results)
+
+
+def project(grid: str, runs: int, steps_per_run: int, results: dict[int, float]) -> None:
+    """Print the wall time of ``runs`` runs of ``steps_per_run`` steps at the best measured throughput (one process;
+    evaluation excluded)."""
+    best = max(results, key=results.get)
+    hours = runs * steps_per_run / results[best] / 3600
+    print(f"projected wall time of {grid} ({runs} runs x {steps_per_run:,} steps) at {results[best]:,.0f} "
+          f"agent-env-steps/s (population {best}): {hours:.2f} h")  # fmt: skip
 
 
 if __name__ == "__main__":
