@@ -29,7 +29,7 @@ from oversight_rl.claims import (
     verdict,
 )
 from oversight_rl.config import TrainConfig
-from oversight_rl.launch import train
+from oversight_rl.launch import train, train_population
 from oversight_rl.report import BUDGET_COLUMNS, RUN_COLUMNS, replace_generated
 from oversight_rl.results import SweepResults, tidy
 from oversight_rl.rundir import EVAL_CSV, TRAIN_CSV, read_csv
@@ -88,6 +88,18 @@ def test_an_evaluation_after_b_steps_is_the_final_evaluation_of_budget_b(tmp_pat
     assert later == final  # and every evaluation before it
     assert rows_until(read_csv(long / TRAIN_CSV), final_steps) == comparable(read_csv(short / TRAIN_CSV))
     assert len(read_csv(long / EVAL_CSV)) > len(final)  # the long run went on
+
+
+def test_it_holds_inside_a_population_as_the_sweep_trains_it(tmp_path):
+    """Two seeds trained as one population (the batched path a sweep takes), at budgets B and 2B."""
+    cfgs = [TrainConfig(**PREMISE, method="naive", seed=seed) for seed in (0, 1)]
+    for name, budget in (("short", BUDGET), ("long", 2 * BUDGET)):
+        runs = [dataclasses.replace(cfg, total_env_steps=budget) for cfg in cfgs]
+        train_population(runs, [tmp_path / f"{name}{cfg.seed}" for cfg in cfgs], progress=False)
+    for seed in (0, 1):
+        final = comparable(read_csv(tmp_path / f"short{seed}" / EVAL_CSV))
+        assert rows_until(read_csv(tmp_path / f"long{seed}" / EVAL_CSV), BUDGET) == final
+    assert final != comparable(read_csv(tmp_path / "short0" / EVAL_CSV))  # the seeds differ
 
 
 def test_under_an_annealed_learning_rate_it_is_not(tmp_path):
