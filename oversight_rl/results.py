@@ -224,16 +224,33 @@ def gather(sweep_dir: str | Path) -> SweepResults:
         raise FileNotFoundError(f"{sweep_dir} holds no {SWEEP_JSON} and no run directories")
     methods = method_order(points)
     points.sort(key=lambda point: (methods.index(point[0]), point[1], point[2]))
+    rows, curves = read_points(sweep_dir, points, found)
+    for run_dir, (point, problem) in found.items():
+        if point is None:  # neither config.json nor the directory's name says where the run belongs
+            rows.append(run_row((None, None, None), run_dir, problem)[0])
+    return SweepResults(tidy(rows), curves, notes)
+
+
+def gather_points(sweep_dir: str | Path, points: list[Point]) -> SweepResults:
+    """Rows and curves of exactly the grid points ``points`` of a sweep directory, in that order: a point whose run
+    directory is absent (or the whole directory) is ``missing``, and runs on disk outside ``points`` are left out.
+    For reading a planned grid whether or not its sweep has started."""
+    sweep_dir = Path(sweep_dir)
+    found = found_runs(sweep_dir) if sweep_dir.exists() else {}
+    rows, curves = read_points(sweep_dir, list(points), found)
+    return SweepResults(tidy(rows), curves)
+
+
+def read_points(sweep_dir: Path, points: list[Point], found: dict) -> tuple[list[dict], list[Curve]]:
+    """The row and curve of each grid point, read from its run directory in ``found`` (or where it would be)."""
+    by_point = {point: run_dir for run_dir, (point, _) in found.items() if point is not None}
     rows, curves = [], []
     for point in points:
         run_dir = by_point.get(point, sweep_dir / run_name(*point))
         row, curve = run_row(point, run_dir, found.get(run_dir, (None, None))[1])
         rows.append(row)
         curves += [curve] if curve is not None else []
-    for run_dir, (point, problem) in found.items():
-        if point is None:  # neither config.json nor the directory's name says where the run belongs
-            rows.append(run_row((None, None, None), run_dir, problem)[0])
-    return SweepResults(tidy(rows), curves, notes)
+    return rows, curves
 
 
 def registry_order(point: Point) -> tuple:

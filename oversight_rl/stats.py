@@ -131,6 +131,22 @@ def stratified_bootstrap_ci(
     return percentile_interval(estimate, draws, confidence)
 
 
+def difference_of_means_ci(
+    x, y, confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+) -> Interval:
+    """``mean(x) - mean(y)`` of two independent samples (runs of two methods, or of one method at two settings) and
+    its percentile-bootstrap interval: each draw resamples ``x`` and ``y`` independently, each keeping its size.
+    Non-finite values are ignored; NaN when either sample has no finite value. (For paired samples, such as the same
+    runs evaluated at two budgets, bootstrap the per-run differences with :func:`stratified_bootstrap_ci`.)"""
+    check_confidence(confidence, resamples)
+    x, y = finite(x), finite(y)
+    if not x.size or not y.size:
+        return NAN_INTERVAL
+    rng = np.random.default_rng(seed)
+    draws = mean(resample(rng, x, resamples)) - mean(resample(rng, y, resamples))
+    return percentile_interval(float(x.mean() - y.mean()), draws, confidence)
+
+
 def improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """P(X > Y) + P(X = Y) / 2 for samples ``x`` ``(..., n)`` and ``y`` ``(..., m)``: the Mann-Whitney U statistic
     of ``x`` over ``y`` divided by ``n * m``, along the last axis."""

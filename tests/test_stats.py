@@ -169,6 +169,26 @@ def test_probability_of_improvement_is_reproducible_and_chunking_changes_nothing
     assert whole.low < whole.estimate < whole.high
 
 
+# ----- difference of means ---------------------------------------------------------------------------------------
+
+
+def test_difference_of_means_interval_by_hand():
+    # x = [0, 1] (mean 0.5), y = [0.25]: a draw of x holds k ones, k ~ Binomial(2, 1/2), so the difference is
+    # k / 2 - 0.25 in {-0.25, 0.25, 0.75} with probabilities 1/4, 1/2, 1/4; the central 95% is [-0.25, 0.75].
+    assert stats.difference_of_means_ci([0.0, 1.0], [0.25]) == (0.25, -0.25, 0.75)
+    assert stats.difference_of_means_ci([1.0, 1.0], [0.0, 0.0, 0.0]) == (1.0, 1.0, 1.0)
+
+
+def test_difference_of_means_resamples_each_side_and_ignores_non_finite_values():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(0.5, 0.1, 10), rng.normal(0.0, 0.1, 4)
+    interval = stats.difference_of_means_ci([*x, NAN], [*y, math.inf], seed=2)
+    assert interval == stats.difference_of_means_ci(x, y, seed=2)
+    assert interval.estimate == pytest.approx(x.mean() - y.mean()) and interval.low < interval.estimate < interval.high
+    assert 0.3 < interval.low and interval.high < 0.7
+    assert is_nan_interval(stats.difference_of_means_ci([NAN], [1.0]))
+
+
 # ----- one grid point ---------------------------------------------------------------------------------------------
 
 

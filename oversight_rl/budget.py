@@ -1,0 +1,156 @@
+"""Final values against the training budget, read from one long run per method and seed.
+
+With a constant learning rate (``anneal_lr=False``) nothing a run computes up to step B depends on its budget: its
+random streams are counter-based (keyed by its seed and the update), every update uses the same learning rate, and
+every evaluation resets fresh environments with the same seeds. So the evaluation that a long run makes right after
+B steps *is* the final evaluation of a run with budget B, to the bit (``tests/test_reproduce.py`` trains both and
+compares them, and shows that it fails under an annealed learning rate). One run per seed at the largest budget then
+gives the final value at every budget of a doubling ladder, provided that:
+
+- every budget is a whole number of rollout windows (``num_envs x num_steps``): a budget that is not ends with a
+  shorter last window (:meth:`oversight_rl.config.TrainConfig.window_steps`), which the long run never trains;
+- the long run evaluates right after each budget: its evaluation interval (in updates) divides each budget's updates;
+- for the oracle, which trains ``oversight x`` the budget and scales its evaluation interval alike, the same holds
+  of ``oversight x`` each budget.
+
+A ladder of nominal budgets 1M, 2M, ..., 32M at the default 256 x 32 window fails the first and last condition (1M
+is 122.07 windows; the oracle's 10% of it is 12.2), so :func:`find_ladder` moves the smallest budget to the nearest
+number of windows that satisfies all three (983,040 steps = 120 windows, the oracle's 10% = 12 windows) and doubles
+it. The budgets keep their nominal names (1M, 2M, ...) in tables and figures; the CSV holds the exact steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from oversight_rl.config import TrainConfig
+from oversight_rl.methods import get_method
+from oversight_rl.results import READ_ERRORS, read_complete_csv, run_status
+from oversight_rl.rundir import EVAL_CSV, run_name
+
+NOMINAL_UNIT = 1_000_000
+"""The smallest budget the ladder aims at; :func:`find_ladder` takes the nearest one that reproduces exactly."""
+METRICS = (
+    *("true_return", "true_return_se", "hacking_gap", "ghost_rate_unoverseen", "ghost_rate_overseen"),
+    *("ghost_rate", "diamond_rate", "timeout_rate", "episode_return", "gate_auroc"),
+)
+"""The deployed policy's metrics copied into each (run, budget) row."""
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """Budgets ``unit x 2**j`` for ``j < doublings``, named after ``nominal x 2**j`` (1M, 2M, ...)."""
+
+    unit: int
+    doublings: int
+    nominal: int = NOMINAL_UNIT
+
+    @property
+    def budgets(self) -> list[int]:
+        return [self.unit * 2**j for j in range(self.doublings)]
+
+    @property
+    def longest(self) -> int:
+        return self.budgets[-1]
+
+    def label(self, budget: int) -> str:
+        """The nominal name of ``budget``: ``1M``, ``2M``, ..., ``32M``."""
+        nominal = self.nominal * budget / self.unit
+        return f"{nominal / 1e6:g}M" if nominal >= 1e6 else f"{nominal / 1e3:g}k"
+
+
+def with_budget(train: TrainConfig, budget: int, **point) -> TrainConfig:
+    return dataclasses.replace(train, total_env_steps=budget, **point)
+
+
+def trained_steps(train: TrainConfig, method: str, oversight: float, budget: int) -> int:
+    """Environment steps a run of ``method`` at ``oversight`` trains with budget ``budget`` (the oracle's share)."""
+    scales = get_method(method).budget_scales_with_oversight
+    return with_budget(train, budget, method=method, oversight=oversight).trained_steps(scales)
+
+
+def ladder_problems(train: TrainConfig, method: str, oversight: float, budgets: list[int]) -> list[str]:
+    """Why the evaluation that one run at budget ``max(budgets)`` (with ``train``'s other settings, its evaluation
+    interval included) makes at each budget would not be the final evaluation of a run with that budget; empty when
+    it is at every budget."""
+    problems = []
+    if train.anneal_lr:
+        problems.append("the learning rate is annealed over the budget (use --no-anneal-lr)")
+    if get_method(method).early_stopping:
+        problems.append(f"{method} stops early, so its budget can end its run before the evaluation")
+    scales = get_method(method).budget_scales_with_oversight
+    long = with_budget(train, max(budgets), method=method, oversight=oversight)
+    interval = long.eval_interval(scales)
+    for budget in budgets:
+        short = with_budget(train, budget, method=method, oversight=oversight)
+        updates, steps = short.num_updates(scales), short.budget(scales)
+        if steps != updates * short.steps_per_update:
+            problems.append(
+                f"{method} at budget {budget:,} trains {steps:,} steps, not a whole number of windows of "
+                f"{short.steps_per_update:,}: its last window is shorter than the long run's"
+            )
+        elif updates % interval:
+            problems.append(
+                f"{method}'s long run evaluates every {interval} updates, which misses update {updates} where "
+                f"budget {budget:,} ends"
+            )
+    return problems
+
+
+def find_ladder(
+    train: TrainConfig, methods: tuple[str, ...], oversight: float, doublings: int, nominal: int = NOMINAL_UNIT
+) -> Ladder:
+    """The ladder whose smallest budget is the number of whole windows nearest ``nominal`` for which a long run of
+    every method (evaluating once per smallest budget) reproduces every budget's final evaluation; ``ValueError``
+    when no such number exists within a factor of two of ``nominal``."""
+    window = train.steps_per_update
+    first = max(1, round(nominal / window))
+    for distance in range(first):
+        for windows in dict.fromkeys((first - distance, first + distance)):
+            ladder = Ladder(windows * window, doublings, nominal)
+            trial = dataclasses.replace(train, eval_every=ladder.unit, anneal_lr=False)
+            if not any(ladder_problems(trial, m, oversight, ladder.budgets) for m in methods):
+                return ladder
+    raise ValueError(f"no budget ladder near {nominal:,} steps fits windows of {window:,} at oversight {oversight:g}")
+
+
+def budget_rows(
+    sweep_dir: str | Path, train: TrainConfig, points: list[tuple[str, float, int]], ladder: Ladder
+) -> list[dict]:
+    """One row per grid point and budget: the deployed policy's evaluation right after that budget (``status``
+    ``done``), or the run's state when it has not reached it (``missing``, ``interrupted``, ``failed``; a run need
+    not be finished for its earlier budgets to count). ``budget`` is the nominal-named budget's steps, ``env_steps``
+    the steps the run had trained (the oracle's share of it)."""
+    sweep_dir = Path(sweep_dir)
+    rows = []
+    for method, oversight, seed in points:
+        run_dir = sweep_dir / run_name(method, oversight, seed)
+        deployed = get_method(method).deploy
+        evaluations, status, reason = deployed_evaluations(run_dir, deployed)
+        for budget in ladder.budgets:
+            steps = trained_steps(train, method, oversight, budget)
+            row = {"method": method, "oversight": oversight, "seed": seed, "budget": budget}
+            row.update(budget_label=ladder.label(budget), env_steps=steps, deployed=deployed)
+            found = evaluations.get(steps)
+            if found is None:
+                row.update(status=status, **dict.fromkeys(METRICS), run=run_dir.name, reason=reason)
+            else:
+                metrics = {name: found.get(name) for name in METRICS}
+                row.update(status="done", **metrics, run=run_dir.name, reason=None)
+            rows.append(row)
+    return rows
+
+
+def deployed_evaluations(run_dir: Path, deployed: str) -> tuple[dict[int, dict], str, str | None]:
+    """The deployed variant's eval.csv rows by env_steps, the run's state, and why eval.csv cannot be read (if)."""
+    status = run_status(run_dir)
+    path = run_dir / EVAL_CSV
+    if not path.exists():
+        return {}, status, None
+    try:
+        rows = read_complete_csv(path)
+    except READ_ERRORS as error:
+        return {}, "unreadable", f"{EVAL_CSV}: {type(error).__name__}: {error}"
+    return {int(row["env_steps"]): row for row in rows if row["policy"] == deployed}, status, None

@@ -1,0 +1,203 @@
+"""docs/results.md's generated sections, CSVs and figures, rebuilt from whatever runs of the comparison's parts
+(:mod:`oversight_rl.reproduce`) have finished. Nothing fails because runs are missing: each section says how many of
+how many runs it holds, and a figure is drawn once a part has a finished run.
+
+Written into ``docs``: ``results_<part>.csv`` (one row per planned run, or per run and budget), ``results_claims.csv``,
+``img/<part>/*.png``, ``img/budget.png``, and in ``results.md`` one generated section per part plus ``claims``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from oversight_rl import plots, report
+from oversight_rl.budget import budget_rows
+from oversight_rl.claims import CLAIM_COLUMNS, Evidence, claim_rows, claims_table
+from oversight_rl.config import TrainConfig
+from oversight_rl.methods import METHODS
+from oversight_rl.references import reference_returns
+from oversight_rl.reproduce import Part, ReproduceConfig, command_line, run_flags, skip_reason, sweep_dir
+from oversight_rl.results import DONE, SweepResults, gather_points
+
+RESULTS_MD = "results.md"
+CLAIMS = "claims"
+
+
+def part_results(part: Part, config: ReproduceConfig) -> SweepResults:
+    """The part's planned runs as the sweep directory holds them (all missing before it starts)."""
+    return gather_points(sweep_dir(part, config), part.points())
+
+
+def budget_train(part: Part, config: ReproduceConfig) -> TrainConfig:
+    """The shared settings of the budget part's runs (its ladder and budget rows depend on the window only)."""
+    return dataclasses.replace(TrainConfig(), **run_flags(part, config))
+
+
+def ablation_results(main: SweepResults, ablations: SweepResults, oversight: float = 0.1) -> SweepResults:
+    """The ablations beside routing and naive at ``oversight`` from the main grid, in the registry's order."""
+    rows = [r for r in main.rows if r["method"] in ("routing", "naive") and r["oversight"] == oversight]
+    rows += ablations.rows
+    order = list(METHODS)
+    rows.sort(key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order), r["seed"]))
+    curves = [c for c in main.curves if c.method in ("routing", "naive") and c.oversight == oversight]
+    return SweepResults(rows, curves + ablations.curves)
+
+
+def relative(path: Path, docs: Path) -> str:
+    return path.relative_to(docs).as_posix()
+
+
+# ----- sections ---------------------------------------------------------------------------------------------------
+
+
+def header(part: Part, config: ReproduceConfig, rows: list[dict], title: str | None = None) -> list[str]:
+    lines = [f"**{title or part.name}**: {part.description}. {report.finished_line(rows)}."]
+    reason = skip_reason(part)
+    if reason:
+        lines.append(f"Not trained yet: {reason}.")
+    lines += ["", "```bash", command_line(part, config), "```", ""]
+    return lines
+
+
+def figure_lines(paths: list[Path], docs: Path) -> list[str]:
+    if not paths:
+        return ["No figure yet: no finished run.", ""]
+    return [f"![{path.stem.replace('_', ' ')}]({relative(path, docs)})" for path in paths] + [""]
+
+
+def sweep_section(part: Part, config: ReproduceConfig, results: SweepResults, figures: list[Path]) -> str:
+    docs = Path(config.docs)
+    lines = header(part, config, results.rows)
+    lines += ["Final deployed values over seeds:", "", report.summary_table(results), ""]
+    improvement = report.improvement_table(results)
+    if improvement and len(results.methods) > 1:
+        lines += ["Probability that routing's final true return beats each baseline's [95% CI]:", ""]
+        lines += [improvement, ""]
+    return "\n".join(lines + figure_lines(figures, docs))
+
+
+def ablation_section(part: Part, config: ReproduceConfig, results: SweepResults, figures: list[Path]) -> str:
+    docs = Path(config.docs)
+    lines = header(part, config, [r for r in results.rows if r["method"] in part.methods])
+    lines += ["Routing and naive at 10% are main-default's runs.", "", report.summary_table(results), ""]
+    lines += ["Probability that routing's final true return beats each [95% CI]:", ""]
+    lines += [report.improvement_table(results), ""]
+    return "\n".join(lines + figure_lines(figures, docs))
+
+
+def budget_section(part: Part, config: ReproduceConfig, rows: list[dict], figures: list[Path]) -> str:
+    ladder, docs = part.ladder, Path(config.docs)
+    labels = [ladder.label(b) for b in ladder.budgets]
+    runs = [r for r in rows if r["budget"] == ladder.longest]
+    lines = header(part, config, runs)
+    train = budget_train(part, config)
+    lines += [
+        f"Budget {labels[0]} means {ladder.unit:,} environment steps ({ladder.unit // train.steps_per_update} windows"
+        f" of {train.num_envs} x {train.num_steps}), {labels[1] if len(labels) > 1 else ''} twice that, and so on."
+        " Each value is the evaluation the run made right after that budget, which is the final evaluation of a run"
+        " with that budget (constant learning rate; tests/test_reproduce.py checks it). The oracle trains"
+        f" {part.oversight[0]:g} x each budget."
+        f" {report.finished_line(rows).replace('runs finished', '(run, budget) points reached')}.",
+        "",
+        "Final deployed true return, mean [95% CI] (seeds):",
+        "",
+        report.budget_table(rows, labels, "true_return"),
+        "",
+        "Final hacking gap, mean [95% CI] (seeds):",
+        "",
+        report.budget_table(rows, labels, "hacking_gap"),
+        "",
+    ]
+    return "\n".join(lines + figure_lines(figures, docs))
+
+
+# ----- the whole write-up -----------------------------------------------------------------------------------------
+
+
+def regenerate(parts: dict[str, Part], config: ReproduceConfig, say: Callable[[str], None] = print) -> Path:
+    """Rewrite every part's CSV, figures and section of results.md, and the claims, from the runs that exist."""
+    results = {name: part_results(part, config) for name, part in parts.items() if part.ladder is None}
+    sections = {name: sweep_part(parts[name], config, results, say) for name in results}
+    rows, sections["budget"], references = budget_part(parts["budget"], config, say)
+    sections[CLAIMS] = claims_part(results, rows, references, Path(config.docs))
+    ordered = {name: sections[name] for name in (CLAIMS, *parts) if name in sections}
+    path = report.update_generated(Path(config.docs) / RESULTS_MD, ordered)
+    say(f"tables: {path}")
+    return path
+
+
+def sweep_part(part: Part, config: ReproduceConfig, results: dict[str, SweepResults], say) -> str:
+    """A sweep part's CSV and figures; returns its section."""
+    docs, mine = Path(config.docs), results[part.name]
+    rows = report.run_rows(mine, part.name, part.preset)
+    csv = report.write_rows(docs / f"results_{part.slug}.csv", rows, report.RUN_COLUMNS)
+    say(f"{part.name}: {report.finished_line(mine.rows)} -> {csv}")
+    img = docs / "img" / part.name
+    if part.name == "ablations":
+        combined = ablation_results(results["main-default"], mine)
+        return ablation_section(part, config, combined, learning_curves(combined, img))
+    figures = sweep_figures(mine, img) if len(part.oversight) > 1 else learning_curves(mine, img)
+    return sweep_section(part, config, mine, figures)
+
+
+def budget_part(part: Part, config: ReproduceConfig, say) -> tuple[list[dict], str, dict]:
+    """The budget part's CSV and figure; returns its rows, its section and the reference scores."""
+    docs, train = Path(config.docs), budget_train(part, config)
+    rows = budget_rows(sweep_dir(part, config), train, part.points(), part.ladder)
+    for row in rows:
+        row.update(part=part.name, preset=part.preset)
+    csv = report.write_rows(docs / f"results_{part.slug}.csv", rows, report.BUDGET_COLUMNS)
+    say(f"{part.name}: {report.finished_line([r for r in rows if r['budget'] == part.ladder.longest])} -> {csv}")
+    references = reference_returns(train.env, train.gamma) or {}
+    figures = budget_figure(rows, part, references, docs / "img" / "budget.png")
+    return rows, budget_section(part, config, rows, figures), references
+
+
+def claims_part(results: dict[str, SweepResults], budget: list[dict], references: dict, docs: Path) -> str:
+    """The claims' CSV; returns their section."""
+    evidence = Evidence(
+        main=results["main-default"],
+        ablations=ablation_results(results["main-default"], results["ablations"]),
+        budget=budget,
+        nearest_terminal=references.get("nearest terminal", float("nan")),
+    )
+    claims = claim_rows(evidence)
+    report.write_rows(docs / "results_claims.csv", claims, CLAIM_COLUMNS)
+    return claims_section(claims, references)
+
+
+def claims_section(rows: list[dict], references: dict) -> str:
+    nearest = references.get("nearest terminal")
+    lines = [
+        "Each claim is measured by one statistic with its 95% bootstrap CI; the verdict is computed from where the CI"
+        " lies against the claimed region (oversight_rl/claims.py): *supported* inside it, *contradicted* outside it,"
+        " *inconclusive* across its edge, *too few runs* below 3 runs per group. Main-grid claims use main-default;"
+        " budget claims the budget sweep (constant learning rate)."
+        + (f" The nearest-terminal score is {nearest:.3f}." if nearest is not None else ""),
+        "",
+        claims_table(rows),
+    ]
+    return "\n".join(lines)
+
+
+def sweep_figures(results: SweepResults, out: Path) -> list[Path]:
+    if not any(row["status"] == DONE for row in results.rows):
+        return []
+    return plots.plot_sweep(results, out)
+
+
+def learning_curves(results: SweepResults, out: Path) -> list[Path]:
+    if not results.curves:
+        return []
+    return [plots.plot_learning_curves(results, out / "learning_curves.png")]
+
+
+def budget_figure(rows: list[dict], part: Part, references: dict, path: Path) -> list[Path]:
+    if not any(row["status"] == DONE for row in rows):
+        return []
+    ladder = part.ladder
+    labels = [ladder.label(b) for b in ladder.budgets]
+    note = f"budget {labels[0]} = {ladder.unit:,} environment steps (whole windows), each next budget twice the last"
+    return [plots.plot_budget(rows, labels, path, oversight=part.oversight[0], unit_note=note, references=references)]

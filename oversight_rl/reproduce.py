@@ -1,0 +1,294 @@
+"""The comparison to publish, as named parts: each part is one resumable sweep (:mod:`oversight_rl.sweep`) in a
+directory of its own under ``root``, and :mod:`oversight_rl.regenerate` turns whatever runs have finished into the
+CSVs, tables and figures of docs/results.md.
+
+Every run is pinned to ``--env-backend torch`` (the same environment code on CPU and GPU, so a row reproduces on
+either) and ``--eval-envs 2048`` (the standard error of one evaluation's true_return is then about 0.008):
+
+==============  ============================================================================================
+main-default    5 oversight levels (0.01 0.03 0.1 0.3 1) x routing filtering naive oracle x 10 seeds, default preset
+main-tuned      the same with ``--preset tuned`` (each method's tuned setting; skipped until all four are tuned)
+budget          10% oversight, constant learning rate, the 4 methods x 5 seeds, one run each at the largest
+                budget: its evaluation right after each budget of a doubling ladder 1M ... 32M is that budget's
+                final evaluation (:mod:`oversight_rl.budget`: the nominal 1M is 983,040 steps, 120 whole windows)
+ablations       10% oversight, no_routing constant_gate naive_early_stop x 10 seeds (routing and naive at 10% come
+                from main-default)
+paper           ``--preset paper``, 10% oversight, the 4 methods x 3 seeds, at ``--paper-env-steps`` (default
+                32,768,000: 2,000 of the paper's 20,000 updates)
+paper-full      ``--preset paper`` at the paper's own budget (327,680,000 steps), 5 levels x 4 methods x 3 seeds;
+                not in the default ``--parts`` (16.2G agent-env-steps; run it on a GPU with
+                ``--parts paper-full --device cuda``)
+==============  ============================================================================================
+
+``--dry-run`` prints each part's ``sweep_oversight.py`` command (each part can be run, and resumed, with it alone) and
+its size in agent-env-steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from oversight_rl.budget import Ladder, find_ladder
+from oversight_rl.config import PAPER, TrainConfig, preset_config, tuned_config, with_overrides
+from oversight_rl.methods import get_method
+from oversight_rl.sweep import DEFAULT_METHODS, DEFAULT_OVERSIGHT, SweepConfig, SweepReport, run_sweep
+
+PartName = Literal["main-default", "main-tuned", "budget", "ablations", "paper", "paper-full"]
+PART_NAMES: tuple[str, ...] = ("main-default", "main-tuned", "budget", "ablations", "paper", "paper-full")
+DEFAULT_PARTS: tuple[str, ...] = PART_NAMES[:-1]
+PINNED = {"env_backend": "torch", "eval_envs": 2048}
+"""Settings of every run of every part."""
+PAPER_ENV_STEPS = 2_000 * PAPER["num_envs"] * PAPER["num_steps"]
+ABLATIONS = ("no_routing", "constant_gate", "naive_early_stop")
+BUDGET_OVERSIGHT, BUDGET_SEEDS, BUDGET_DOUBLINGS = 0.1, 5, 6
+SWEEP_SCRIPT = "scripts/sweep_oversight.py"
+
+
+@dataclass
+class ReproduceConfig:
+    """Train the sweeps of the comparison (resuming what exists) and regenerate docs/results.md's tables, CSVs and
+    figures from every finished run."""
+
+    parts: tuple[PartName, ...] = DEFAULT_PARTS
+    """Parts to train: main-default, main-tuned, budget, ablations, paper, and paper-full (not in the default).
+    The docs are regenerated from every part's finished runs either way."""
+    root: str = "sweeps"
+    """Directory holding one sweep directory per part."""
+    docs: str = "docs"
+    """Directory of results.md (its generated sections are rewritten), the CSVs and img/."""
+    workers: int = 2
+    """Populations trained at a time (processes); 1 trains in this process."""
+    population_size: int = 15
+    """Most runs trained together as one population."""
+    device: str = "cpu"
+    """Torch device of the training runs (cpu, cuda[:N], mps)."""
+    paper_env_steps: int = PAPER_ENV_STEPS
+    """Budget of the paper part's runs (the paper-full part uses the paper's 327,680,000)."""
+    skip_training: bool = False
+    """Train nothing: only regenerate the docs from the runs that exist, and report those missing."""
+    dry_run: bool = False
+    """Train and write nothing: print each part's sweep command and its size in agent-env-steps."""
+
+    def validate(self) -> None:
+        unknown = [p for p in self.parts if p not in PART_NAMES]
+        checks = [
+            (not unknown, f"--parts must be among {', '.join(PART_NAMES)}, got {unknown[0] if unknown else ''!r}"),
+            (self.workers >= 1, f"--workers must be >= 1, got {self.workers}"),
+            (self.population_size >= 1, f"--population-size must be >= 1, got {self.population_size}"),
+            (self.paper_env_steps >= 1, f"--paper-env-steps must be >= 1, got {self.paper_env_steps}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One sweep of the comparison: its grid, the preset its runs start from and the settings it changes.
+
+    Attributes:
+        settings: training settings over the preset (and over :data:`PINNED`), shared by every run of the part.
+        directory: the sweep directory's name under ``root``; empty means ``name``.
+        ladder: the budgets read from each run (the budget part only; see :mod:`oversight_rl.budget`).
+    """
+
+    name: str
+    description: str
+    oversight: tuple[float, ...]
+    methods: tuple[str, ...]
+    seeds: int
+    preset: str = "default"
+    settings: dict = field(default_factory=dict)
+    directory: str = ""
+    ladder: Ladder | None = None
+
+    @property
+    def slug(self) -> str:
+        """The part's name in file names: ``main_default``."""
+        return self.name.replace("-", "_")
+
+    def points(self) -> list[tuple[str, float, int]]:
+        """Every (method, oversight, seed) of the grid, methods outermost (as the sweep orders them)."""
+        return [(m, float(p), s) for m in self.methods for p in self.oversight for s in range(self.seeds)]
+
+
+def budget_base() -> TrainConfig:
+    """The settings the budget part's ladder is chosen for: the default preset, pinned, constant learning rate."""
+    return with_overrides(preset_config("default"), **PINNED, anneal_lr=False)
+
+
+def default_parts(config: ReproduceConfig) -> dict[str, Part]:
+    """The comparison's parts, as the module docstring lists them."""
+    ladder = find_ladder(budget_base(), DEFAULT_METHODS, BUDGET_OVERSIGHT, BUDGET_DOUBLINGS)
+    main = dict(oversight=DEFAULT_OVERSIGHT, methods=DEFAULT_METHODS, seeds=10)
+    paper = dict(preset="paper", methods=DEFAULT_METHODS, seeds=3)
+    steps = config.paper_env_steps
+    parts = [
+        Part("main-default", "every method at every oversight level, default settings", **main),
+        Part(
+            "main-tuned", "every method at every oversight level, each with its tuned setting", **main, preset="tuned"
+        ),
+        Part(
+            "budget",
+            f"final values against the budget at {BUDGET_OVERSIGHT:g} oversight, constant learning rate",
+            (BUDGET_OVERSIGHT,),
+            DEFAULT_METHODS,
+            BUDGET_SEEDS,
+            settings={"anneal_lr": False, "total_env_steps": ladder.longest, "eval_every": ladder.unit},
+            ladder=ladder,
+        ),
+        Part("ablations", "ablations at 10% oversight", (0.1,), ABLATIONS, 10),
+        Part(
+            "paper",
+            f"the paper's settings at 10% oversight, {steps:,} steps",
+            (0.1,),
+            **paper,
+            settings={"total_env_steps": steps, "eval_every": 1_000_000},
+            directory=f"paper-{steps / 1e6:.4g}M",
+        ),
+        Part(
+            "paper-full",
+            "the paper's settings at the paper's budget",
+            DEFAULT_OVERSIGHT,
+            **paper,
+            settings={"total_env_steps": PAPER["total_env_steps"], "eval_every": 4_000_000},
+        ),
+    ]
+    return {part.name: part for part in parts}
+
+
+def sweep_dir(part: Part, config: ReproduceConfig) -> Path:
+    return Path(config.root) / (part.directory or part.name)
+
+
+# ----- each part as a sweep ---------------------------------------------------------------------------------------
+
+
+def untuned(methods: tuple[str, ...]) -> list[str]:
+    """The methods among ``methods`` without a tuned setting."""
+    missing = []
+    for method in methods:
+        try:
+            tuned_config(method)
+        except ValueError:
+            missing.append(method)
+    return missing
+
+
+def skip_reason(part: Part) -> str | None:
+    """Why ``part`` cannot be trained yet (one line), or None."""
+    missing = untuned(part.methods) if part.preset == "tuned" else []
+    if missing:
+        return (
+            f"no tuned setting for {', '.join(missing)} in oversight_rl/tuned_presets.json "
+            f"(run scripts/tune_methods.py --methods {' '.join(missing)} first)"
+        )
+    return None
+
+
+def run_flags(part: Part, config: ReproduceConfig) -> dict:
+    """The training settings the part's sweep command sets, beyond its preset."""
+    return {**PINNED, **part.settings, "device": config.device}
+
+
+def sweep_config(part: Part, config: ReproduceConfig) -> SweepConfig:
+    """The part's sweep, exactly as ``sweep_oversight.py`` parses :func:`command` (a test checks it). Under the tuned
+    preset each method's settings come from oversight_rl/tuned_presets.json (``ValueError`` if one is missing)."""
+    flags = run_flags(part, config)
+    base = TrainConfig(preset="tuned") if part.preset == "tuned" else preset_config(part.preset)
+    train = with_overrides(base, **flags)
+    method_settings = {}
+    if part.preset == "tuned":
+        shared = dataclasses.asdict(train)
+        for method in part.methods:
+            mine = dataclasses.asdict(with_overrides(tuned_config(method), **flags))
+            grid = ("method", "oversight", "seed")
+            method_settings[method] = {k: v for k, v in mine.items() if k not in grid and v != shared[k]}
+    return SweepConfig(
+        oversight=part.oversight,
+        methods=part.methods,
+        seeds=part.seeds,
+        out=str(sweep_dir(part, config)),
+        workers=config.workers,
+        population_size=config.population_size,
+        train=train,
+        method_settings=method_settings,
+    )
+
+
+def flag(name: str, value) -> list[str]:
+    option = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return [option if value else "--no-" + name.replace("_", "-")]
+    return [option, f"{value:g}" if isinstance(value, float) else str(value)]
+
+
+def command(part: Part, config: ReproduceConfig) -> list[str]:
+    """The arguments of the ``sweep_oversight.py`` command that trains (or resumes) the part alone."""
+    argv = ["--out", str(sweep_dir(part, config))]
+    argv += ["--oversight", *(f"{p:g}" for p in part.oversight), "--methods", *part.methods]
+    argv += ["--seeds", str(part.seeds)]
+    argv += ["--preset", part.preset] if part.preset != "default" else []
+    for name, value in run_flags(part, config).items():
+        argv += flag(name, value)
+    argv += ["--workers", str(config.workers), "--population-size", str(config.population_size)]
+    return argv
+
+
+def command_line(part: Part, config: ReproduceConfig) -> str:
+    return shlex.join(["python", SWEEP_SCRIPT, *command(part, config)])
+
+
+def size(sweep: SweepConfig) -> tuple[int, int]:
+    """Runs and training agent-env-steps of a sweep (each run's budget in whole steps of its environments; the
+    oracle's share of it)."""
+    grid = sweep.grid()
+    steps = sum(c.trained_steps(get_method(c.method).budget_scales_with_oversight) for c in grid)
+    return len(grid), steps
+
+
+# ----- the command ------------------------------------------------------------------------------------------------
+
+
+def dry_run(parts: dict[str, Part], config: ReproduceConfig, say: Callable[[str], None] = print) -> None:
+    """Print each selected part's sweep command and size; nothing is trained or written."""
+    total_runs = total_steps = 0
+    for name in config.parts:
+        part = parts[name]
+        say(f"{name}: {part.description}")
+        say(f"  {command_line(part, config)}")
+        reason = skip_reason(part)
+        if reason:
+            say(f"  skipped: {reason}")
+            continue
+        runs, steps = size(sweep_config(part, config))
+        total_runs, total_steps = total_runs + runs, total_steps + steps
+        say(f"  size: {runs} runs, {steps:,} agent-env-steps")
+    say(f"total: {total_runs} runs, {total_steps:,} agent-env-steps (training; evaluations not counted)")
+
+
+def train_parts(parts: dict[str, Part], config: ReproduceConfig, say: Callable[[str], None] = print) -> bool:
+    """Train (or resume) each selected part's sweep; a part that cannot start is reported and the others go on.
+    Returns whether every selected part that could run finished every run. ``KeyboardInterrupt`` propagates."""
+    ok = True
+    for name in config.parts:
+        part = parts[name]
+        reason = skip_reason(part)
+        if reason:
+            say(f"{name}: skipped: {reason}")
+            continue
+        say(f"{name}: {command_line(part, config)}")
+        try:
+            report: SweepReport = run_sweep(sweep_config(part, config))
+        except ValueError as error:
+            say(f"{name}: error: {' '.join(str(error).split())}")
+            ok = False
+            continue
+        say(f"{name}: {report.summary_line()}")
+        ok = ok and report.ok
+    return ok

@@ -1,0 +1,62 @@
+"""Train the comparison's sweeps (resuming whatever exists) and regenerate docs/results.md's tables, CSVs and figures.
+
+    python scripts/reproduce_results.py                         # every part but paper-full; resumes; then the docs
+    python scripts/reproduce_results.py --dry-run               # each part's sweep command and size, nothing run
+    python scripts/reproduce_results.py --skip-training         # only the docs, from the runs that exist
+    python scripts/reproduce_results.py --parts budget --device cuda --workers 1 --population-size 20
+    python scripts/reproduce_results.py --parts paper-full --device cuda --workers 1   # the paper's full budget
+
+Parts (each a resumable sweep in ROOT/PART, runnable alone with the sweep_oversight.py command --dry-run prints;
+every run on --env-backend torch with --eval-envs 2048):
+
+    main-default  5 oversight levels x routing filtering naive oracle x 10 seeds, default preset
+    main-tuned    the same under --preset tuned (skipped, with a one-line reason, until every method is tuned)
+    budget        10% oversight, constant learning rate, 4 methods x 5 seeds, one run each to the largest budget;
+                  its evaluation right after 1M, 2M, ..., 32M steps is the final evaluation at that budget
+                  (1M is 983,040 steps: whole windows, also for the oracle's 10%)
+    ablations     10% oversight, no_routing constant_gate naive_early_stop x 10 seeds
+    paper         --preset paper, 10% oversight, 4 methods x 3 seeds, --paper-env-steps (default 32,768,000)
+    paper-full    --preset paper at 327,680,000 steps, 5 levels x 4 methods x 3 seeds (not in the default --parts)
+
+Then, whatever finished: docs/results_<part>.csv, docs/results_claims.csv, docs/img/<part>/*.png, docs/img/budget.png
+and the generated sections of docs/results.md (between <!-- generated: NAME --> and <!-- end generated -->; the text
+around them is kept). Missing runs are counted, never a failure. Exit status: 0 when every part trained finished
+(or was skipped), 1 when a run failed or a part could not start, 2 for bad flags, 130 on Ctrl-C, 143 on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import tyro
+
+from oversight_rl.regenerate import regenerate
+from oversight_rl.reproduce import ReproduceConfig, default_parts, dry_run, train_parts
+from oversight_rl.sweep import Terminated, sigterm_as_interrupt
+
+
+def main(argv: list[str]) -> int:
+    config = tyro.cli(ReproduceConfig, args=argv, description=__doc__)
+    try:
+        config.validate()
+        parts = default_parts(config)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if config.dry_run:
+        dry_run(parts, config)
+        return 0
+    ok = True
+    if not config.skip_training:
+        try:
+            with sigterm_as_interrupt():
+                ok = train_parts(parts, config)
+        except KeyboardInterrupt as interruption:
+            print("\ninterrupted: run the same command again to resume every part", file=sys.stderr)
+            return 143 if isinstance(interruption, Terminated) else 130
+    regenerate(parts, config)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,325 @@
+"""The comparison to publish: the budget sweep's premise (an evaluation at B steps of a longer run is the final
+evaluation of a run with budget B, under a constant learning rate only), the parts' commands and sizes, verdicts,
+generated sections, and the whole command on a tiny trained sweep (and with runs missing)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+from cli import load_script
+
+from oversight_rl import config as config_module
+from oversight_rl import reproduce
+from oversight_rl.budget import Ladder, find_ladder, ladder_problems
+from oversight_rl.claims import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    NO_DATA,
+    SUPPORTED,
+    TOO_FEW,
+    Evidence,
+    Measurement,
+    Region,
+    claim_rows,
+    verdict,
+)
+from oversight_rl.config import TrainConfig
+from oversight_rl.launch import train, train_population
+from oversight_rl.report import BUDGET_COLUMNS, RUN_COLUMNS, replace_generated
+from oversight_rl.results import SweepResults, tidy
+from oversight_rl.rundir import EVAL_CSV, TRAIN_CSV, read_csv
+from oversight_rl.stats import Interval
+
+reproduce_cli = load_script("reproduce_results")
+sweep_cli = load_script("sweep_oversight")
+TIMING = ("wall_s", "time/env_steps_per_s")  # differ between two identical runs
+
+
+# ----- the budget sweep's premise ---------------------------------------------------------------------------------
+
+# 8 envs x 8 steps = 64 steps per window. B = 1280 is 20 windows; the oracle at 10% trains 128, 2 windows. The long
+# run (2B) evaluates every 1280 steps (20 updates; the oracle's 128 steps, 2 updates), so right after B.
+BUDGET = 1280
+PREMISE = dict(
+    oversight=0.1,
+    num_envs=8,
+    num_steps=8,
+    eval_envs=16,
+    eval_every=BUDGET,
+    width=16,
+    env_backend="torch",
+    anneal_lr=False,
+)
+
+
+def comparable(rows: list[dict]) -> list[dict]:
+    """Rows without timing columns, NaN as None so that rows compare equal."""
+    return [{k: None if v != v else v for k, v in row.items() if k not in TIMING} for row in rows]
+
+
+def short_and_long(tmp_path: Path, method: str, **settings) -> tuple[Path, Path]:
+    """Runs of ``method`` with budgets B and 2B, otherwise identical."""
+    cfg = TrainConfig(**{**PREMISE, **settings}, method=method)
+    short, long = tmp_path / "short", tmp_path / "long"
+    train(dataclasses.replace(cfg, total_env_steps=BUDGET), short, progress=False)
+    train(dataclasses.replace(cfg, total_env_steps=2 * BUDGET), long, progress=False)
+    return short, long
+
+
+def rows_until(rows: list[dict], env_steps: float) -> list[dict]:
+    return comparable([row for row in rows if row["env_steps"] <= env_steps])
+
+
+@pytest.mark.parametrize("method", ["routing", "oracle"])
+def test_an_evaluation_after_b_steps_is_the_final_evaluation_of_budget_b(tmp_path, method):
+    assert not ladder_problems(TrainConfig(**PREMISE), method, 0.1, [BUDGET, 2 * BUDGET])
+    short, long = short_and_long(tmp_path, method)
+    final = comparable(read_csv(short / EVAL_CSV))
+    final_steps = final[-1]["env_steps"]
+    assert final_steps == (BUDGET if method != "oracle" else BUDGET // 10)
+    last = [row for row in final if row["env_steps"] == final_steps]
+    later = rows_until(read_csv(long / EVAL_CSV), final_steps)
+    assert [row for row in later if row["env_steps"] == final_steps] == last  # every variant, every metric, exactly
+    assert later == final  # and every evaluation before it
+    assert rows_until(read_csv(long / TRAIN_CSV), final_steps) == comparable(read_csv(short / TRAIN_CSV))
+    assert len(read_csv(long / EVAL_CSV)) > len(final)  # the long run went on
+
+
+def test_it_holds_inside_a_population_as_the_sweep_trains_it(tmp_path):
+    """Two seeds trained as one population (the batched path a sweep takes), at budgets B and 2B."""
+    cfgs = [TrainConfig(**PREMISE, method="naive", seed=seed) for seed in (0, 1)]
+    for name, budget in (("short", BUDGET), ("long", 2 * BUDGET)):
+        runs = [dataclasses.replace(cfg, total_env_steps=budget) for cfg in cfgs]
+        train_population(runs, [tmp_path / f"{name}{cfg.seed}" for cfg in cfgs], progress=False)
+    for seed in (0, 1):
+        final = comparable(read_csv(tmp_path / f"short{seed}" / EVAL_CSV))
+        assert rows_until(read_csv(tmp_path / f"long{seed}" / EVAL_CSV), BUDGET) == final
+    assert final != comparable(read_csv(tmp_path / "short0" / EVAL_CSV))  # the seeds differ
+
+
+def test_under_an_annealed_learning_rate_it_is_not(tmp_path):
+    """The same comparison fails when the learning rate decays over the budget: the test can tell."""
+    assert ladder_problems(TrainConfig(**{**PREMISE, "anneal_lr": True}), "routing", 0.1, [BUDGET, 2 * BUDGET])
+    short, long = short_and_long(tmp_path, "routing", anneal_lr=True)
+    final = comparable(read_csv(short / EVAL_CSV))
+    later = rows_until(read_csv(long / EVAL_CSV), final[-1]["env_steps"])
+    assert later[-3:] != final[-3:]  # the three variants' final evaluations
+    assert rows_until(read_csv(long / TRAIN_CSV), BUDGET) != comparable(read_csv(short / TRAIN_CSV))
+
+
+def test_the_budget_ladder_is_whole_windows_for_every_method_and_the_naive_one_is_not():
+    base = reproduce.budget_base()
+    methods = ("routing", "filtering", "naive", "oracle")
+    ladder = find_ladder(base, methods, 0.1, 6)
+    # 1M is 122.07 windows of 256 x 32 = 8192; 122 windows leave the oracle 12.2: the nearest that fits is 120.
+    assert ladder == Ladder(983_040, 6)
+    assert ladder.budgets[-1] == 31_457_280 and [ladder.label(b) for b in ladder.budgets][::5] == ["1M", "32M"]
+    long = dataclasses.replace(base, eval_every=ladder.unit)
+    assert all(not ladder_problems(long, m, 0.1, ladder.budgets) for m in methods)
+    nominal = dataclasses.replace(base, eval_every=1_000_000)  # --total-env-steps 32000000 --eval-every 1000000
+    for method in methods:
+        problems = ladder_problems(nominal, method, 0.1, [1_000_000 * 2**j for j in range(6)])
+        assert any("not a whole number of windows" in p for p in problems), method
+    annealed = dataclasses.replace(long, anneal_lr=True)
+    assert any("annealed" in p for p in ladder_problems(annealed, "routing", 0.1, ladder.budgets))
+
+
+# ----- verdicts ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "interval, region, expected",
+    [
+        ((0.7, 0.6, 0.8), Region(low=0.5), SUPPORTED),
+        ((0.45, 0.3, 0.6), Region(low=0.5), INCONCLUSIVE),
+        ((0.2, 0.1, 0.4), Region(low=0.5), CONTRADICTED),
+        ((0.5, 0.5, 0.7), Region(low=0.5), INCONCLUSIVE),  # touching the edge is not inside
+        ((-0.1, -0.2, -0.01), Region(high=0.0), SUPPORTED),
+        ((0.1, 0.01, 0.2), Region(high=0.0), CONTRADICTED),
+        ((0.0, -0.03, 0.03), Region(-0.05, 0.05), SUPPORTED),  # equivalence
+        ((0.2, 0.1, 0.3), Region(-0.05, 0.05), CONTRADICTED),
+        ((-0.2, -0.3, -0.1), Region(-0.05, 0.05), CONTRADICTED),
+        ((0.04, 0.0, 0.08), Region(-0.05, 0.05), INCONCLUSIVE),
+    ],
+)
+def test_verdict_follows_where_the_interval_lies(interval, region, expected):
+    assert verdict(Measurement(Interval(*interval), 10), region) == expected
+
+
+def test_verdict_needs_data_and_enough_runs():
+    assert verdict(Measurement(Interval(0.9, 0.9, 0.9), 1), Region(low=0.5)) == TOO_FEW
+    assert verdict(Measurement(Interval(math.nan, math.nan, math.nan), 0), Region(low=0.5)) == NO_DATA
+
+
+def hand_main(routing_low: list[float], naive_low: list[float]) -> SweepResults:
+    """Finished runs of routing and naive at 1% oversight with the given final true returns."""
+    rows = []
+    for method, returns in (("routing", routing_low), ("naive", naive_low)):
+        for seed, value in enumerate(returns):
+            rows.append({"method": method, "oversight": 0.01, "seed": seed, "status": "done", "true_return": value})
+    return SweepResults(tidy(rows))
+
+
+def test_claims_on_hand_made_runs():
+    main = hand_main([0.5, 0.55, 0.6, 0.45, 0.5], [0.1, 0.0, 0.2, 0.15, 0.05])
+    rows = {row["claim"]: row for row in claim_rows(Evidence(main, SweepResults([]), [], nearest_terminal=0.16))}
+    nontrivial = rows["Routing reaches nontrivial return at 1% oversight"]
+    assert nontrivial["estimate"] == pytest.approx(0.52) and nontrivial["verdict"] == SUPPORTED
+    beats = rows["Routing beats naive training at 1% oversight (Fig. 6a)"]
+    assert beats["estimate"] == 1.0 and beats["runs"] == 5 and beats["verdict"] == SUPPORTED
+    assert rows["Routing beats filtering at 10% oversight"]["verdict"] == NO_DATA
+    reversed_main = hand_main([0.0, -0.05, 0.05, 0.02, -0.02], [0.5, 0.55, 0.6, 0.45, 0.5])
+    rows = {row["claim"]: row for row in claim_rows(Evidence(reversed_main, SweepResults([]), [], 0.16))}
+    assert rows["Routing beats naive training at 1% oversight (Fig. 6a)"]["verdict"] == CONTRADICTED
+    assert rows["Routing reaches nontrivial return at 1% oversight"]["verdict"] == CONTRADICTED
+
+
+# ----- generated sections -----------------------------------------------------------------------------------------
+
+HAND = "# Results\n\nHand-written analysis.\n\n<!-- generated: a -->\nold table\n<!-- end generated -->\n\nMore text.\n"
+
+
+def test_a_generated_section_is_replaced_and_the_text_around_it_kept():
+    text = replace_generated(HAND, "a", "| new | table |\n")
+    assert text == HAND.replace("old table", "| new | table |")
+    assert replace_generated(text, "a", "| new | table |\n") == text  # idempotent
+
+
+def test_a_missing_section_is_appended_then_replaced():
+    text = replace_generated(HAND, "b", "first")
+    assert text.startswith(HAND.rstrip("\n")) and text.endswith(
+        "<!-- generated: b -->\nfirst\n<!-- end generated -->\n"
+    )
+    again = replace_generated(text, "b", "second")
+    assert again == text.replace("first", "second") and replace_generated(again, "b", "second") == again
+
+
+@pytest.mark.parametrize(
+    "text", ["<!-- generated: a -->\nno end\n", "<!-- generated: a -->\n<!-- end generated -->\n" * 2]
+)
+def test_a_damaged_section_is_an_error_naming_it(text):
+    with pytest.raises(ValueError, match="'a'"):
+        replace_generated(text, "a", "body")
+
+
+# ----- the parts as sweeps ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tuned_presets(tmp_path, monkeypatch) -> Path:
+    """Tuned settings for the four main methods (some differing from the defaults) in a file of their own."""
+    settings = {"routing": {"lr": 3e-4}, "filtering": {"width": 32}, "naive": {"anneal_lr": False}, "oracle": {}}
+    path = tmp_path / "tuned_presets.json"
+    path.write_text(json.dumps({"methods": {m: {"settings": s} for m, s in settings.items()}}))
+    monkeypatch.setattr(config_module, "TUNED_PRESETS", path)
+    return path
+
+
+def test_each_parts_printed_command_is_the_sweep_it_trains(tuned_presets):
+    config = reproduce.ReproduceConfig(root="elsewhere", workers=3, population_size=7)
+    for part in reproduce.default_parts(config).values():
+        assert sweep_cli.parse(reproduce.command(part, config)) == reproduce.sweep_config(part, config), part.name
+        points = reproduce.sweep_config(part, config).grid()
+        assert all((p.env_backend, p.eval_envs) == ("torch", 2048) for p in points)
+    tuned = reproduce.sweep_config(reproduce.default_parts(config)["main-tuned"], config)
+    assert tuned.method_settings["routing"] == {"lr": 3e-4} and tuned.method_settings["oracle"] == {}
+
+
+def test_dry_run_prints_each_command_and_its_size(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(config_module, "TUNED_PRESETS", tmp_path / "none.json")
+    assert reproduce_cli.main(["--dry-run", "--root", str(tmp_path / "sweeps")]) == 0
+    out = capsys.readouterr().out
+    # 2M steps in whole steps of 256 envs: 7,813 x 256 = 2,000,128. Oracle: p x 2M rounded up the same way:
+    # 20,224 + 60,160 + 200,192 + 600,064 + 2,000,128 = 2,880,768. Main: 10 x (15 x 2,000,128 + 2,880,768).
+    assert "size: 200 runs, 328,826,880 agent-env-steps" in out
+    assert "size: 30 runs, 60,003,840 agent-env-steps" in out  # 3 ablations x 10 seeds x 2,000,128
+    # Budget: 5 seeds x (3 x 32 x 983,040 + the oracle's 10%, 3,145,728).
+    assert "size: 20 runs, 487,587,840 agent-env-steps" in out
+    assert "size: 12 runs, 304,742,400 agent-env-steps" in out  # paper: 3 x (3 x 32,768,000 + 3,276,800)
+    assert "main-tuned: every method" in out and "skipped: no tuned setting for routing, filtering" in out
+    assert "total: 262 runs, 1,181,160,960 agent-env-steps" in out
+    commands = re.findall(r"python scripts/sweep_oversight.py .*", out)
+    assert len(commands) == 5 and all("--env-backend torch --eval-envs 2048" in c for c in commands)
+    assert "--no-anneal-lr --total-env-steps 31457280 --eval-every 983040" in commands[2]
+    assert not (tmp_path / "sweeps").exists()
+
+
+# ----- the whole command on a tiny sweep --------------------------------------------------------------------------
+
+TINY = dict(num_envs=8, num_steps=8, total_env_steps=1280, eval_every=640, eval_envs=32, width=16)
+
+
+def tiny_parts(seeds: int):
+    """The parts at tiny budgets: main-default at 2 levels x 3 methods, budget (two budgets), one ablation."""
+
+    def parts(config):
+        real = reproduce.default_parts(config)
+        base = dataclasses.replace(reproduce.budget_base(), **TINY)
+        ladder = find_ladder(base, ("routing", "oracle"), 0.1, 2, nominal=640)
+        grid = dict(oversight=(0.1, 1.0), methods=("routing", "naive", "oracle"), seeds=seeds, settings=TINY)
+        budget = {**TINY, "anneal_lr": False, "total_env_steps": ladder.longest, "eval_every": ladder.unit}
+        return {
+            **real,
+            "main-default": dataclasses.replace(real["main-default"], **grid),
+            "main-tuned": dataclasses.replace(real["main-tuned"], **grid),
+            "budget": dataclasses.replace(
+                real["budget"], methods=("routing", "oracle"), seeds=1, settings=budget, ladder=ladder
+            ),
+            "ablations": dataclasses.replace(real["ablations"], methods=("no_routing",), seeds=seeds, settings=TINY),
+        }
+
+    return parts
+
+
+def test_the_command_trains_resumably_and_regenerates_the_docs_with_runs_missing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(config_module, "TUNED_PRESETS", tmp_path / "none.json")
+    docs, root = tmp_path / "docs", tmp_path / "sweeps"
+    docs.mkdir()
+    (docs / "results.md").write_text(
+        "# Results\n\nKept.\n\n<!-- generated: claims -->\n<!-- end generated -->\n\nEnd.\n"
+    )
+    flags = ["--root", str(root), "--docs", str(docs), "--workers", "1"]
+    monkeypatch.setattr(reproduce_cli, "default_parts", tiny_parts(seeds=2))
+    assert reproduce_cli.main([*flags, "--parts", "main-default", "main-tuned", "budget", "ablations"]) == 0
+    out = capsys.readouterr().out
+    assert "main-tuned: skipped: no tuned setting" in out and "main-default: 12 of 12 runs finished" in out
+
+    monkeypatch.setattr(reproduce_cli, "default_parts", tiny_parts(seeds=3))  # seed 2 was never trained
+    assert reproduce_cli.main([*flags, "--skip-training"]) == 0
+    out = capsys.readouterr().out
+    assert "main-default: 12 of 18 runs finished (6 missing)" in out
+    assert "paper: 0 of 12 runs finished (12 missing)" in out
+    text = (docs / "results.md").read_text()
+    assert text.startswith("# Results\n\nKept.\n\n<!-- generated: claims -->\n") and "\n\nEnd.\n" in text
+    for name in ("main-default", "main-tuned", "budget", "ablations", "paper", "paper-full"):
+        assert f"<!-- generated: {name} -->" in text
+    assert "| routing | 0.1 | 2/3 |" in text and "| no_routing | 0.1 | 2/3 |" in text
+
+    main = read_csv(docs / "results_main_default.csv")
+    assert list(main[0]) == list(RUN_COLUMNS) and len(main) == 18
+    done = [row for row in main if row["status"] == "done"]
+    assert len(done) == 12 and all(row["preset"] == "default" and row["true_return_se"] > 0 for row in done)
+    budget = read_csv(docs / "results_budget.csv")
+    assert list(budget[0]) == list(BUDGET_COLUMNS) and len(budget) == 4  # 2 methods x 1 seed x 2 budgets
+    oracle = [row for row in budget if row["method"] == "oracle"]
+    assert [row["env_steps"] for row in oracle] == [64, 128] and all(row["status"] == "done" for row in oracle)
+    run_eval = read_csv(root / "budget" / "routing-p0.1-s0" / EVAL_CSV)
+    at_first = next(r for r in run_eval if r["policy"] == "diamond" and r["env_steps"] == 640)
+    assert next(r for r in budget if r["method"] == "routing")["true_return"] == at_first["true_return"]
+    claims = read_csv(docs / "results_claims.csv")
+    assert claims and {row["verdict"] for row in claims} <= {TOO_FEW, NO_DATA}  # 2 seeds: no verdict
+
+    img = docs / "img"
+    expected = ["main-default/return_vs_oversight.png", "main-default/hacking_vs_oversight.png", "budget.png"]
+    expected += ["main-default/learning_curves.png", "ablations/learning_curves.png"]
+    assert all((img / name).stat().st_size > 10_000 for name in expected)
+    assert not (img / "paper").exists()  # nothing finished: no figure
+    assert "![return vs oversight](img/main-default/return_vs_oversight.png)" in text
+
+    assert reproduce_cli.main([*flags, "--skip-training"]) == 0
+    assert (docs / "results.md").read_text() == text  # regenerating changes nothing
