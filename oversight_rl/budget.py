@@ -13,10 +13,11 @@ gives the final value at every budget of a doubling ladder, provided that:
 - for the oracle, which trains ``oversight x`` the budget and scales its evaluation interval alike, the same holds
   of ``oversight x`` each budget.
 
-A ladder of nominal budgets 1M, 2M, ..., 32M at the default 256 x 32 window fails the first and last condition (1M
-is 122.07 windows; the oracle's 10% of it is 12.2), so :func:`find_ladder` moves the smallest budget to the nearest
-number of windows that satisfies all three (983,040 steps = 120 windows, the oracle's 10% = 12 windows) and doubles
-it. The budgets keep their nominal names (1M, 2M, ...) in tables and figures; the CSV holds the exact steps.
+Each method's ladder therefore starts at the budget that its run's own evaluation interval makes exact
+(:func:`method_ladder`). With ``--total-env-steps 32000000 --eval-every 1000000`` at the default 256 x 32 window, a
+run evaluates every 122 windows, so the nominal 1M is 999,424 steps (122 windows) for routing, filtering and naive;
+the oracle at 10% evaluates every 12 windows of its share, so its 1M is 983,040 steps (of which it trains 98,304).
+The budgets keep their nominal names (1M, 2M, ...) in tables and figures; the CSV holds the exact steps.
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ from oversight_rl.methods import get_method
 from oversight_rl.results import READ_ERRORS, read_complete_csv, run_status
 from oversight_rl.rundir import EVAL_CSV, run_name
 
-NOMINAL_UNIT = 1_000_000
-"""The smallest budget the ladder aims at; :func:`find_ladder` takes the nearest one that reproduces exactly."""
 METRICS = (
     *("true_return", "true_return_se", "hacking_gap", "ghost_rate_unoverseen", "ghost_rate_overseen"),
     *("ghost_rate", "diamond_rate", "timeout_rate", "episode_return", "gate_auroc"),
@@ -41,11 +40,12 @@ METRICS = (
 
 @dataclass(frozen=True)
 class Ladder:
-    """Budgets ``unit x 2**j`` for ``j < doublings``, named after ``nominal x 2**j`` (1M, 2M, ...)."""
+    """Budgets ``unit x 2**j`` for ``j < doublings``, named after ``nominal x 2**j`` (1M, 2M, ...): ``nominal`` is the
+    evaluation interval asked for, ``unit`` the exact budget that a run's first evaluation ends."""
 
     unit: int
     doublings: int
-    nominal: int = NOMINAL_UNIT
+    nominal: int = 1_000_000
 
     @property
     def budgets(self) -> list[int]:
@@ -99,25 +99,25 @@ def ladder_problems(train: TrainConfig, method: str, oversight: float, budgets: 
     return problems
 
 
-def find_ladder(
-    train: TrainConfig, methods: tuple[str, ...], oversight: float, doublings: int, nominal: int = NOMINAL_UNIT
-) -> Ladder:
-    """The ladder whose smallest budget is the number of whole windows nearest ``nominal`` for which a long run of
-    every method (evaluating once per smallest budget) reproduces every budget's final evaluation; ``ValueError``
-    when no such number exists within a factor of two of ``nominal``."""
-    window = train.steps_per_update
-    first = max(1, round(nominal / window))
-    for distance in range(first):
-        for windows in dict.fromkeys((first - distance, first + distance)):
-            ladder = Ladder(windows * window, doublings, nominal)
-            trial = dataclasses.replace(train, eval_every=ladder.unit, anneal_lr=False)
-            if not any(ladder_problems(trial, m, oversight, ladder.budgets) for m in methods):
-                return ladder
-    raise ValueError(f"no budget ladder near {nominal:,} steps fits windows of {window:,} at oversight {oversight:g}")
+def method_ladder(train: TrainConfig, method: str, oversight: float, doublings: int) -> Ladder:
+    """The ladder that one run of ``method`` with ``train``'s settings reproduces exactly: its smallest budget is
+    the budget whose (oracle: share of) steps end at the run's first evaluation; ``ValueError`` naming what breaks
+    the premise (an annealed learning rate, early stopping, a budget too short for the ladder)."""
+    scales = get_method(method).budget_scales_with_oversight
+    share = oversight if scales else 1.0
+    run = with_budget(train, train.total_env_steps, method=method, oversight=oversight)
+    unit = round(run.eval_interval(scales) * train.steps_per_update / share)
+    ladder = Ladder(unit, doublings, nominal=train.eval_every)
+    problems = ladder_problems(train, method, oversight, ladder.budgets)
+    if trained_steps(train, method, oversight, ladder.longest) > run.trained_steps(scales):
+        problems.append(f"{method}'s run of {train.total_env_steps:,} steps stops before budget {ladder.longest:,}")
+    if problems:
+        raise ValueError(f"no exact budget ladder for {method}: {'; '.join(problems)}")
+    return ladder
 
 
 def budget_rows(
-    sweep_dir: str | Path, train: TrainConfig, points: list[tuple[str, float, int]], ladder: Ladder
+    sweep_dir: str | Path, train: TrainConfig, points: list[tuple[str, float, int]], ladders: dict[str, Ladder]
 ) -> list[dict]:
     """One row per grid point and budget: the deployed policy's evaluation right after that budget (``status``
     ``done``), or the run's state when it has not reached it (``missing``, ``interrupted``, ``failed``; a run need
@@ -129,6 +129,7 @@ def budget_rows(
         run_dir = sweep_dir / run_name(method, oversight, seed)
         deployed = get_method(method).deploy
         evaluations, status, reason = deployed_evaluations(run_dir, deployed)
+        ladder = ladders[method]
         for budget in ladder.budgets:
             steps = trained_steps(train, method, oversight, budget)
             row = {"method": method, "oversight": oversight, "seed": seed, "budget": budget}

@@ -88,16 +88,13 @@ def ablation_section(part: Part, config: ReproduceConfig, results: SweepResults,
 
 
 def budget_section(part: Part, config: ReproduceConfig, rows: list[dict], figures: list[Path]) -> str:
-    ladder, docs = part.ladder, Path(config.docs)
-    labels = [ladder.label(b) for b in ladder.budgets]
-    runs = [r for r in rows if r["budget"] == ladder.longest]
+    docs, labels = Path(config.docs), budget_labels(part)
+    runs = [r for r in rows if r["budget_label"] == labels[-1]]
     lines = header(part, config, runs)
-    train = budget_train(part, config)
     lines += [
-        f"Budget {labels[0]} means {ladder.unit:,} environment steps ({ladder.unit // train.steps_per_update} windows"
-        f" of {train.num_envs} x {train.num_steps}), {labels[1] if len(labels) > 1 else ''} twice that, and so on."
-        " Each value is the evaluation the run made right after that budget, which is the final evaluation of a run"
-        " with that budget (constant learning rate; tests/test_reproduce.py checks it). The oracle trains"
+        f"{unit_note(part, budget_train(part, config))}. Each value is the evaluation the run made right after that"
+        " budget, which is the final evaluation of a run with that budget (constant learning rate;"
+        " tests/test_reproduce.py checks it). The oracle trains"
         f" {part.oversight[0]:g} x each budget."
         f" {report.finished_line(rows).replace('runs finished', '(run, budget) points reached')}.",
         "",
@@ -118,7 +115,7 @@ def budget_section(part: Part, config: ReproduceConfig, rows: list[dict], figure
 
 def regenerate(parts: dict[str, Part], config: ReproduceConfig, say: Callable[[str], None] = print) -> Path:
     """Rewrite every part's CSV, figures and section of results.md, and the claims, from the runs that exist."""
-    results = {name: part_results(part, config) for name, part in parts.items() if part.ladder is None}
+    results = {name: part_results(part, config) for name, part in parts.items() if part.ladders is None}
     sections = {name: sweep_part(parts[name], config, results, say) for name in results}
     rows, sections["budget"], references = budget_part(parts["budget"], config, say)
     sections[CLAIMS] = claims_part(results, rows, references, Path(config.docs))
@@ -145,13 +142,14 @@ def sweep_part(part: Part, config: ReproduceConfig, results: dict[str, SweepResu
 def budget_part(part: Part, config: ReproduceConfig, say) -> tuple[list[dict], str, dict]:
     """The budget part's CSV and figure; returns its rows, its section and the reference scores."""
     docs, train = Path(config.docs), budget_train(part, config)
-    rows = budget_rows(sweep_dir(part, config), train, part.points(), part.ladder)
+    rows = budget_rows(sweep_dir(part, config), train, part.points(), part.ladders)
     for row in rows:
         row.update(part=part.name, preset=part.preset)
     csv = report.write_rows(docs / f"results_{part.slug}.csv", rows, report.BUDGET_COLUMNS)
-    say(f"{part.name}: {report.finished_line([r for r in rows if r['budget'] == part.ladder.longest])} -> {csv}")
+    longest = budget_labels(part)[-1]
+    say(f"{part.name}: {report.finished_line([r for r in rows if r['budget_label'] == longest])} -> {csv}")
     references = reference_returns(train.env, train.gamma) or {}
-    figures = budget_figure(rows, part, references, docs / "img" / "budget.png")
+    figures = budget_figure(rows, part, train, references, docs / "img" / "budget.png")
     return rows, budget_section(part, config, rows, figures), references
 
 
@@ -194,10 +192,28 @@ def learning_curves(results: SweepResults, out: Path) -> list[Path]:
     return [plots.plot_learning_curves(results, out / "learning_curves.png")]
 
 
-def budget_figure(rows: list[dict], part: Part, references: dict, path: Path) -> list[Path]:
+def budget_figure(rows: list[dict], part: Part, train: TrainConfig, references: dict, path: Path) -> list[Path]:
     if not any(row["status"] == DONE for row in rows):
         return []
-    ladder = part.ladder
-    labels = [ladder.label(b) for b in ladder.budgets]
-    note = f"budget {labels[0]} = {ladder.unit:,} environment steps (whole windows), each next budget twice the last"
+    note = unit_note(part, train)
+    labels = budget_labels(part)
     return [plots.plot_budget(rows, labels, path, oversight=part.oversight[0], unit_note=note, references=references)]
+
+
+def budget_labels(part: Part) -> list[str]:
+    """The budgets' nominal names (1M, 2M, ...), the same for every method."""
+    ladder = next(iter(part.ladders.values()))
+    return [ladder.label(b) for b in ladder.budgets]
+
+
+def unit_note(part: Part, train: TrainConfig) -> str:
+    """What the smallest budget means in environment steps for each method (see :mod:`oversight_rl.budget`)."""
+    label, window = budget_labels(part)[0], train.steps_per_update
+    by_unit: dict[int, list[str]] = {}
+    for method, ladder in part.ladders.items():
+        by_unit.setdefault(ladder.unit, []).append(method)
+    meanings = [f"{unit:,} steps for {', '.join(methods)}" for unit, methods in by_unit.items()]
+    return (
+        f"Budget {label} means {'; '.join(meanings)} (whole windows of {train.num_envs} x {train.num_steps} = "
+        f"{window:,} steps in what each trains), each next budget twice the last"
+    )

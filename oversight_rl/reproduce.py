@@ -10,7 +10,8 @@ main-default    5 oversight levels (0.01 0.03 0.1 0.3 1) x routing filtering nai
 main-tuned      the same with ``--preset tuned`` (each method's tuned setting; skipped until all four are tuned)
 budget          10% oversight, constant learning rate, the 4 methods x 5 seeds, one run each at the largest
                 budget: its evaluation right after each budget of a doubling ladder 1M ... 32M is that budget's
-                final evaluation (:mod:`oversight_rl.budget`: the nominal 1M is 983,040 steps, 120 whole windows)
+                final evaluation (:mod:`oversight_rl.budget`: the nominal 1M is 999,424 steps, 122 whole windows;
+                the oracle's is 983,040, of which it trains 12 windows)
 ablations       10% oversight, no_routing constant_gate naive_early_stop x 10 seeds (routing and naive at 10% come
                 from main-default)
 paper           ``--preset paper``, 10% oversight, the 4 methods x 3 seeds, at ``--paper-env-steps`` (default
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from oversight_rl.budget import Ladder, find_ladder
+from oversight_rl.budget import Ladder, method_ladder
 from oversight_rl.config import PAPER, TrainConfig, preset_config, tuned_config, with_overrides
 from oversight_rl.methods import get_method
 from oversight_rl.sweep import DEFAULT_METHODS, DEFAULT_OVERSIGHT, SweepConfig, SweepReport, run_sweep
@@ -46,6 +47,7 @@ PINNED = {"env_backend": "torch", "eval_envs": 2048}
 PAPER_ENV_STEPS = 2_000 * PAPER["num_envs"] * PAPER["num_steps"]
 ABLATIONS = ("no_routing", "constant_gate", "naive_early_stop")
 BUDGET_OVERSIGHT, BUDGET_SEEDS, BUDGET_DOUBLINGS = 0.1, 5, 6
+BUDGET = {"anneal_lr": False, "total_env_steps": 32_000_000, "eval_every": 1_000_000}
 SWEEP_SCRIPT = "scripts/sweep_oversight.py"
 
 
@@ -94,7 +96,7 @@ class Part:
     Attributes:
         settings: training settings over the preset (and over :data:`PINNED`), shared by every run of the part.
         directory: the sweep directory's name under ``root``; empty means ``name``.
-        ladder: the budgets read from each run (the budget part only; see :mod:`oversight_rl.budget`).
+        ladders: each method's budgets read from its runs (the budget part only; see :mod:`oversight_rl.budget`).
     """
 
     name: str
@@ -105,7 +107,7 @@ class Part:
     preset: str = "default"
     settings: dict = field(default_factory=dict)
     directory: str = ""
-    ladder: Ladder | None = None
+    ladders: dict[str, Ladder] | None = None
 
     @property
     def slug(self) -> str:
@@ -118,13 +120,18 @@ class Part:
 
 
 def budget_base() -> TrainConfig:
-    """The settings the budget part's ladder is chosen for: the default preset, pinned, constant learning rate."""
-    return with_overrides(preset_config("default"), **PINNED, anneal_lr=False)
+    """The budget part's settings: the default preset, pinned, constant learning rate, 32M steps."""
+    return with_overrides(preset_config("default"), **PINNED, **BUDGET)
+
+
+def budget_ladders(train: TrainConfig, methods: tuple[str, ...]) -> dict[str, Ladder]:
+    """Each method's budget ladder at the budget part's oversight (:func:`oversight_rl.budget.method_ladder`)."""
+    return {m: method_ladder(train, m, BUDGET_OVERSIGHT, BUDGET_DOUBLINGS) for m in methods}
 
 
 def default_parts(config: ReproduceConfig) -> dict[str, Part]:
     """The comparison's parts, as the module docstring lists them."""
-    ladder = find_ladder(budget_base(), DEFAULT_METHODS, BUDGET_OVERSIGHT, BUDGET_DOUBLINGS)
+    ladders = budget_ladders(budget_base(), DEFAULT_METHODS)
     main = dict(oversight=DEFAULT_OVERSIGHT, methods=DEFAULT_METHODS, seeds=10)
     paper = dict(preset="paper", methods=DEFAULT_METHODS, seeds=3)
     steps = config.paper_env_steps
@@ -139,8 +146,8 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             (BUDGET_OVERSIGHT,),
             DEFAULT_METHODS,
             BUDGET_SEEDS,
-            settings={"anneal_lr": False, "total_env_steps": ladder.longest, "eval_every": ladder.unit},
-            ladder=ladder,
+            settings=BUDGET,
+            ladders=ladders,
         ),
         Part("ablations", "ablations at 10% oversight", (0.1,), ABLATIONS, 10),
         Part(

@@ -15,7 +15,7 @@ from cli import load_script
 
 from oversight_rl import config as config_module
 from oversight_rl import reproduce
-from oversight_rl.budget import Ladder, find_ladder, ladder_problems
+from oversight_rl.budget import Ladder, ladder_problems, method_ladder
 from oversight_rl.claims import (
     CONTRADICTED,
     INCONCLUSIVE,
@@ -112,21 +112,20 @@ def test_under_an_annealed_learning_rate_it_is_not(tmp_path):
     assert rows_until(read_csv(long / TRAIN_CSV), BUDGET) != comparable(read_csv(short / TRAIN_CSV))
 
 
-def test_the_budget_ladder_is_whole_windows_for_every_method_and_the_naive_one_is_not():
-    base = reproduce.budget_base()
-    methods = ("routing", "filtering", "naive", "oracle")
-    ladder = find_ladder(base, methods, 0.1, 6)
-    # 1M is 122.07 windows of 256 x 32 = 8192; 122 windows leave the oracle 12.2: the nearest that fits is 120.
-    assert ladder == Ladder(983_040, 6)
-    assert ladder.budgets[-1] == 31_457_280 and [ladder.label(b) for b in ladder.budgets][::5] == ["1M", "32M"]
-    long = dataclasses.replace(base, eval_every=ladder.unit)
-    assert all(not ladder_problems(long, m, 0.1, ladder.budgets) for m in methods)
-    nominal = dataclasses.replace(base, eval_every=1_000_000)  # --total-env-steps 32000000 --eval-every 1000000
-    for method in methods:
-        problems = ladder_problems(nominal, method, 0.1, [1_000_000 * 2**j for j in range(6)])
+def test_each_method_s_ladder_ends_at_its_run_s_evaluations_and_the_nominal_one_does_not():
+    base = reproduce.budget_base()  # --total-env-steps 32000000 --eval-every 1000000
+    ladders = reproduce.budget_ladders(base, ("routing", "filtering", "naive", "oracle"))
+    # a run evaluates every round(1M / 8192) = 122 windows; the oracle every round(100k / 8192) = 12 of its share
+    assert ladders["routing"] == ladders["naive"] == Ladder(999_424, 6) and ladders["oracle"] == Ladder(983_040, 6)
+    assert [ladders["oracle"].label(b) for b in ladders["oracle"].budgets] == ["1M", "2M", "4M", "8M", "16M", "32M"]
+    for method, ladder in ladders.items():
+        assert not ladder_problems(base, method, 0.1, ladder.budgets)
+        problems = ladder_problems(base, method, 0.1, [1_000_000 * 2**j for j in range(6)])
         assert any("not a whole number of windows" in p for p in problems), method
-    annealed = dataclasses.replace(long, anneal_lr=True)
-    assert any("annealed" in p for p in ladder_problems(annealed, "routing", 0.1, ladder.budgets))
+    with pytest.raises(ValueError, match="annealed"):
+        method_ladder(dataclasses.replace(base, anneal_lr=True), "routing", 0.1, 6)
+    with pytest.raises(ValueError, match="stops before budget"):
+        method_ladder(dataclasses.replace(base, total_env_steps=16_000_000), "routing", 0.1, 6)
 
 
 # ----- verdicts ---------------------------------------------------------------------------------------------------
@@ -238,14 +237,14 @@ def test_dry_run_prints_each_command_and_its_size(tmp_path, monkeypatch, capsys)
     # 20,224 + 60,160 + 200,192 + 600,064 + 2,000,128 = 2,880,768. Main: 10 x (15 x 2,000,128 + 2,880,768).
     assert "size: 200 runs, 328,826,880 agent-env-steps" in out
     assert "size: 30 runs, 60,003,840 agent-env-steps" in out  # 3 ablations x 10 seeds x 2,000,128
-    # Budget: 5 seeds x (3 x 32 x 983,040 + the oracle's 10%, 3,145,728).
-    assert "size: 20 runs, 487,587,840 agent-env-steps" in out
+    # Budget: 5 seeds x (3 x 32,000,000 + the oracle's 10%, 3,200,000).
+    assert "size: 20 runs, 496,000,000 agent-env-steps" in out
     assert "size: 12 runs, 304,742,400 agent-env-steps" in out  # paper: 3 x (3 x 32,768,000 + 3,276,800)
     assert "main-tuned: every method" in out and "skipped: no tuned setting for routing, filtering" in out
-    assert "total: 262 runs, 1,181,160,960 agent-env-steps" in out
+    assert "total: 262 runs, 1,189,573,120 agent-env-steps" in out
     commands = re.findall(r"python scripts/sweep_oversight.py .*", out)
     assert len(commands) == 5 and all("--env-backend torch --eval-envs 2048" in c for c in commands)
-    assert "--no-anneal-lr --total-env-steps 31457280 --eval-every 983040" in commands[2]
+    assert "--no-anneal-lr --total-env-steps 32000000 --eval-every 1000000" in commands[2]
     assert not (tmp_path / "sweeps").exists()
 
 
@@ -259,16 +258,16 @@ def tiny_parts(seeds: int):
 
     def parts(config):
         real = reproduce.default_parts(config)
-        base = dataclasses.replace(reproduce.budget_base(), **TINY)
-        ladder = find_ladder(base, ("routing", "oracle"), 0.1, 2, nominal=640)
+        budget = {**TINY, "anneal_lr": False, "total_env_steps": 1280, "eval_every": 640}
+        base = dataclasses.replace(reproduce.budget_base(), **budget)
+        ladders = {m: method_ladder(base, m, 0.1, 2) for m in ("routing", "oracle")}
         grid = dict(oversight=(0.1, 1.0), methods=("routing", "naive", "oracle"), seeds=seeds, settings=TINY)
-        budget = {**TINY, "anneal_lr": False, "total_env_steps": ladder.longest, "eval_every": ladder.unit}
         return {
             **real,
             "main-default": dataclasses.replace(real["main-default"], **grid),
             "main-tuned": dataclasses.replace(real["main-tuned"], **grid),
             "budget": dataclasses.replace(
-                real["budget"], methods=("routing", "oracle"), seeds=1, settings=budget, ladder=ladder
+                real["budget"], methods=("routing", "oracle"), seeds=1, settings=budget, ladders=ladders
             ),
             "ablations": dataclasses.replace(real["ablations"], methods=("no_routing",), seeds=seeds, settings=TINY),
         }
