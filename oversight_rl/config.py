@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 
 import envs
+from oversight_rl.losses import LOSS_SETTINGS
 from oversight_rl.methods import get_method
 
 
@@ -118,6 +119,10 @@ class TrainConfig:
         """The settings a run's config.json lacks."""
         return [f.name for f in dataclasses.fields(cls) if f.name not in saved]
 
+    def loss_settings(self) -> dict:
+        """The settings the loss's coefficients are taken from (:data:`oversight_rl.losses.LOSS_SETTINGS`), by name."""
+        return {name: getattr(self, name) for name in LOSS_SETTINGS}
+
     @property
     def steps_per_update(self) -> int:
         return self.num_envs * self.num_steps
@@ -165,10 +170,7 @@ class TrainConfig:
                 1 <= self.num_minibatches <= self.num_envs * self.num_steps,
                 "in [1, num_envs*num_steps]",
             ),
-            ("clip-coef", self.clip_coef > 0, "> 0"),
-            ("ent-coef", self.ent_coef >= 0, ">= 0"),
-            ("vf-coef", self.vf_coef >= 0, ">= 0"),
-            ("gate-coef", self.gate_coef >= 0, ">= 0"),
+            *self.loss_checks(),
             ("early-stop-patience", self.early_stop_patience >= 0, ">= 0"),
             ("eval-every", self.eval_every >= 1, ">= 1"),
             ("eval-envs", self.eval_envs >= 1, ">= 1"),
@@ -186,6 +188,13 @@ class TrainConfig:
         self.validate_env()
         self.validate_device()
         self.validate_trainer()
+
+    def loss_checks(self) -> list[tuple[str, bool, str]]:
+        """The checks of the loss settings, by the ranges :class:`~oversight_rl.losses.LossCoefs` declares."""
+        return [
+            (name.replace("_", "-"), LOSS_SETTINGS[name].allows(value), LOSS_SETTINGS[name].allowed)
+            for name, value in self.loss_settings().items()
+        ]
 
     def validate_env_kwargs(self) -> None:
         """Raise ``ValueError`` naming --env-kwargs unless it is a JSON object of settings the environment takes."""

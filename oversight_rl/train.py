@@ -34,7 +34,7 @@ from oversight_rl.evaluate import (
     variant_step,
 )
 from oversight_rl.labels import UNFINISHED, Route, episode_routes, filtering_mask, verified_mask
-from oversight_rl.losses import Batch, LossCoefs
+from oversight_rl.losses import Batch, loss_coefs
 from oversight_rl.methods import Method, get_method
 from oversight_rl.policies import ActorCritic, make_policy
 from oversight_rl.population import AgentAdam, Population, clip_grad_norms
@@ -100,17 +100,6 @@ def build_batch(rollout: Rollout, method: Method, cfg: TrainConfig, steps: torch
         labels=per_agent(labels),
         valid=None if valid is None else per_agent(valid),
         trunk=rollout.trunk,
-    )
-
-
-def loss_coefs(cfg: TrainConfig, method: Method) -> LossCoefs:
-    return LossCoefs(
-        clip=cfg.clip_coef if cfg.algo == "ppo" else None,
-        ent=cfg.ent_coef,
-        vf=cfg.vf_coef,
-        gate=cfg.gate_coef if method.gate_loss else 0.0,
-        normalize_advantages=cfg.normalize_advantages,
-        mean_over_used=cfg.filtering != "paper",
     )
 
 
@@ -201,7 +190,7 @@ class Trainer:
         self.progress = progress
         self.method = get_method(cfg.method)
         self.loss_fn = self.method.loss_fn
-        self.coefs = loss_coefs(cfg, self.method)
+        self.coefs = loss_coefs(cfg.loss_settings(), self.method.gate_loss, clipped=cfg.algo == "ppo")
         torch.set_num_threads(cfg.threads)
         seeds, oversights = [c.seed for c in cfgs], [c.oversight for c in cfgs]
         extra = json.loads(cfg.env_kwargs)

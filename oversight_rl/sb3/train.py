@@ -45,7 +45,7 @@ from oversight_rl.rundir import (
     write_csv,
     write_json,
 )
-from oversight_rl.sb3.routed_ppo import RoutedPPO
+from oversight_rl.sb3.routed_ppo import RoutedPPO, loss_keywords
 from oversight_rl.sb3.vec_env import make_batched_vec_env
 
 SB3_CHECKPOINT = "checkpoint.zip"
@@ -63,18 +63,13 @@ def make_model(cfg: TrainConfig, method: Method, env: VecEnv, run_dir: Path) -> 
         "MoePolicy" if method.policy == "moe" else "SingleExpertPolicy",
         env,
         method=cfg.method,
-        gate_coef=cfg.gate_coef,
-        filtering=cfg.filtering,
+        **loss_keywords(cfg.loss_settings()),
         learning_rate=LinearSchedule(cfg.lr, 0.0, 1.0) if cfg.anneal_lr else cfg.lr,
         n_steps=cfg.num_steps,
         batch_size=batch // cfg.num_minibatches,
         n_epochs=cfg.update_epochs,
         gamma=cfg.gamma,
         gae_lambda=cfg.gae_lambda,
-        clip_range=cfg.clip_coef,
-        normalize_advantage=cfg.normalize_advantages,
-        ent_coef=cfg.ent_coef,
-        vf_coef=cfg.vf_coef,
         max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf,
         policy_kwargs={"width": cfg.width, "depth": cfg.depth},
         tensorboard_log=str(run_dir / "tensorboard") if cfg.tensorboard else None,
