@@ -100,6 +100,13 @@ class TrainConfig:
     """Torch CPU threads. One is about 3x faster than two for these small networks."""
     tensorboard: bool = False
     """Also write TensorBoard logs into the run directory (needs the tensorboard extra)."""
+    track: bool = False
+    """Also log the run to Weights & Biases: its settings and its training and evaluation scalars, as a W&B run named
+    after the run directory (needs the wandb extra; WANDB_MODE=offline logs without an account)."""
+    wandb_project_name: str = "oversight-rl"
+    """Weights & Biases project of --track."""
+    wandb_entity: str | None = None
+    """Weights & Biases entity (user or team) of --track; None: your default entity."""
     preset: Literal["default", "paper", "tuned"] = "default"
     """Settings the others start from; recorded for reference. tuned: the run's method's best setting found by
     scripts/tune_methods.py (read from oversight_rl/tuned_presets.json)."""
@@ -253,7 +260,7 @@ def finite(value) -> bool:
     return not isinstance(value, float) or math.isfinite(value)
 
 
-RUNTIME_SETTINGS = ("device", "threads", "tensorboard")
+RUNTIME_SETTINGS = ("device", "threads", "tensorboard", "track", "wandb_project_name", "wandb_entity")
 """Settings that do not change what a run computes: a resumed run or sweep may take new values for them."""
 
 
