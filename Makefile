@@ -1,8 +1,8 @@
 # Each target sets itself up from nothing: a virtual environment, torch first (pinned, so that nothing pulls a
 # multi-GB CUDA wheel), then this package with that torch held as a constraint. `make train` installs the core
-# package only; `make test` adds what the test suite imports (pytest, TensorBoard, Ray); `make lint` adds ruff. Each
-# set-up is stamped separately and reruns only when pyproject.toml or the torch choice changes, so the targets share
-# one environment in any order.
+# package only; `make test` adds what the test suite imports (pytest, TensorBoard, Ray, Optuna, wandb); `make lint`
+# adds ruff. Each set-up is stamped separately and reruns only when pyproject.toml or the torch choice changes, so the
+# targets share one environment in any order.
 #
 # The torch build is a choice, not an edit:
 #   make train TORCH=torch==2.13.0 TORCH_INDEX=https://download.pytorch.org/whl/cpu   # PyTorch's own CPU wheel

@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 
 import envs
+from oversight_rl.losses import LOSS_SETTINGS
 from oversight_rl.methods import get_method
 
 
@@ -99,6 +100,13 @@ class TrainConfig:
     """Torch CPU threads. One is about 3x faster than two for these small networks."""
     tensorboard: bool = False
     """Also write TensorBoard logs into the run directory (needs the tensorboard extra)."""
+    track: bool = False
+    """Also log the run to Weights & Biases: its settings and its training and evaluation scalars, as a W&B run named
+    after the run directory (needs the wandb extra; WANDB_MODE=offline logs without an account)."""
+    wandb_project_name: str = "oversight-rl"
+    """Weights & Biases project of --track."""
+    wandb_entity: str | None = None
+    """Weights & Biases entity (user or team) of --track; None: your default entity."""
     preset: Literal["default", "paper", "tuned"] = "default"
     """Settings the others start from; recorded for reference. tuned: the run's method's best setting found by
     scripts/tune_methods.py (read from oversight_rl/tuned_presets.json)."""
@@ -117,6 +125,10 @@ class TrainConfig:
     def missing_settings(cls, saved: dict) -> list[str]:
         """The settings a run's config.json lacks."""
         return [f.name for f in dataclasses.fields(cls) if f.name not in saved]
+
+    def loss_settings(self) -> dict:
+        """The settings the loss's coefficients are taken from (:data:`oversight_rl.losses.LOSS_SETTINGS`), by name."""
+        return {name: getattr(self, name) for name in LOSS_SETTINGS}
 
     @property
     def steps_per_update(self) -> int:
@@ -165,10 +177,7 @@ class TrainConfig:
                 1 <= self.num_minibatches <= self.num_envs * self.num_steps,
                 "in [1, num_envs*num_steps]",
             ),
-            ("clip-coef", self.clip_coef > 0, "> 0"),
-            ("ent-coef", self.ent_coef >= 0, ">= 0"),
-            ("vf-coef", self.vf_coef >= 0, ">= 0"),
-            ("gate-coef", self.gate_coef >= 0, ">= 0"),
+            *self.loss_checks(),
             ("early-stop-patience", self.early_stop_patience >= 0, ">= 0"),
             ("eval-every", self.eval_every >= 1, ">= 1"),
             ("eval-envs", self.eval_envs >= 1, ">= 1"),
@@ -186,6 +195,13 @@ class TrainConfig:
         self.validate_env()
         self.validate_device()
         self.validate_trainer()
+
+    def loss_checks(self) -> list[tuple[str, bool, str]]:
+        """The checks of the loss settings, by the ranges :class:`~oversight_rl.losses.LossCoefs` declares."""
+        return [
+            (name.replace("_", "-"), LOSS_SETTINGS[name].allows(value), LOSS_SETTINGS[name].allowed)
+            for name, value in self.loss_settings().items()
+        ]
 
     def validate_env_kwargs(self) -> None:
         """Raise ``ValueError`` naming --env-kwargs unless it is a JSON object of settings the environment takes."""
@@ -244,7 +260,7 @@ def finite(value) -> bool:
     return not isinstance(value, float) or math.isfinite(value)
 
 
-RUNTIME_SETTINGS = ("device", "threads", "tensorboard")
+RUNTIME_SETTINGS = ("device", "threads", "tensorboard", "track", "wandb_project_name", "wandb_entity")
 """Settings that do not change what a run computes: a resumed run or sweep may take new values for them."""
 
 

@@ -76,14 +76,15 @@ def with_saved_env_backend(cfgs: list[TrainConfig], run_dirs: list[Path], resume
 
 
 def saved_config(run_dir: Path) -> TrainConfig:
-    """The settings a run was started with, from its config.json, which must hold every setting."""
+    """The settings a run was started with, from its config.json, which must hold every setting but the runtime ones
+    (a runtime setting it lacks, being newer than the run, takes its default)."""
     path = Path(run_dir) / CONFIG
     if not path.exists():
         raise FileNotFoundError(f"--resume: {run_dir} has no {CONFIG}; is it a run directory?")
     saved = read_json(path)
     if not isinstance(saved, dict):
         raise ValueError(f"{path} holds no settings; is it a run's {CONFIG}?")
-    missing = TrainConfig.missing_settings(saved)
+    missing = [name for name in TrainConfig.missing_settings(saved) if name not in RUNTIME_SETTINGS]
     if missing:
         raise ValueError(f"{path} lacks the settings {', '.join(missing)}; it cannot be resumed")
     return TrainConfig.from_saved(saved)

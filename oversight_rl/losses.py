@@ -15,8 +15,10 @@ Each adds ``vf * 0.5 (V(s) - R)^2 - ent * H(pi(.|s))``, averaged over the sample
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import NamedTuple
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -40,14 +42,64 @@ class Batch(NamedTuple):
     trunk: Trunk | None = None
 
 
+FILTERING = ("tuned", "paper", "finished_only")
+"""How the filtering method keeps and averages its samples (:attr:`oversight_rl.config.TrainConfig.filtering`)."""
+
+
+@dataclass(frozen=True)
+class LossSetting:
+    """The training setting one field of :class:`LossCoefs` is taken from."""
+
+    name: str  # the TrainConfig field (--flag), and RoutedPPO's keyword unless PPO has one of its own for it
+    allowed: str = "any value"  # what error messages say the setting must be
+    allows: Callable[[Any], bool] = lambda value: True
+    coef: Callable[[Any], Any] = lambda value: value  # the coefficient the setting's value gives
+
+
+def from_setting(name: str, allowed: str = "any value", allows=lambda value: True, coef=lambda value: value, **kwargs):
+    """A :class:`LossCoefs` field taken from the training setting ``name`` (``kwargs`` go to ``dataclasses.field``)."""
+    return field(metadata={"setting": LossSetting(name, allowed, allows, coef)}, **kwargs)
+
+
+def at_least_zero(value) -> bool:
+    return value >= 0
+
+
 @dataclass(frozen=True)
 class LossCoefs:
-    clip: float | None  # None: REINFORCE
-    ent: float
-    vf: float
-    gate: float
-    normalize_advantages: bool
-    mean_over_used: bool = True  # False: divide by every sample, so discarded ones dilute the step (the paper's)
+    """The coefficients of a loss. Each field is declared here once, with the training setting it comes from, the
+    values that setting allows and how the coefficient follows from it. :func:`loss_coefs` builds them for both
+    trainers, and the checks of the settings (:meth:`oversight_rl.config.TrainConfig.validate`, RoutedPPO's
+    arguments) read them from here, so a new coefficient is a field here plus the TrainConfig field that puts its
+    setting on the command line."""
+
+    clip: float | None = from_setting("clip_coef", "> 0", lambda value: value > 0)  # None: REINFORCE
+    ent: float = from_setting("ent_coef", ">= 0", at_least_zero)
+    vf: float = from_setting("vf_coef", ">= 0", at_least_zero)
+    gate: float = from_setting("gate_coef", ">= 0", at_least_zero)  # 0 for a method that does not train its gate
+    normalize_advantages: bool = from_setting("normalize_advantages")
+    # False (filtering "paper"): divide by every sample, so discarded ones dilute the step (the paper's)
+    mean_over_used: bool = from_setting(
+        "filtering",
+        f"one of {', '.join(FILTERING)}",
+        lambda value: value in FILTERING,
+        lambda value: value != "paper",
+        default=True,
+    )
+
+
+COEF_SETTINGS: dict[str, LossSetting] = {f.name: f.metadata["setting"] for f in dataclasses.fields(LossCoefs)}
+"""The setting each field of :class:`LossCoefs` is taken from, by field name."""
+LOSS_SETTINGS: dict[str, LossSetting] = {s.name: s for s in COEF_SETTINGS.values()}
+"""The same settings by their own names: the TrainConfig fields (and RoutedPPO keywords) that set the loss."""
+
+
+def loss_coefs(settings: Mapping[str, Any], gate_loss: bool = True, clipped: bool = True) -> LossCoefs:
+    """The coefficients that training ``settings`` give (a value for each name of :data:`LOSS_SETTINGS`): the one
+    function both trainers build theirs with. ``gate_loss`` False (a method that does not train its gate) zeroes the
+    gate's weight; ``clipped`` False (REINFORCE) drops the PPO clip."""
+    coefs = LossCoefs(**{name: s.coef(settings[s.name]) for name, s in COEF_SETTINGS.items()})
+    return dataclasses.replace(coefs, gate=coefs.gate if gate_loss else 0.0, clip=coefs.clip if clipped else None)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ from oversight_rl.evaluate import (
     variant_step,
 )
 from oversight_rl.labels import UNFINISHED, Route, episode_routes, filtering_mask, verified_mask
-from oversight_rl.losses import Batch, LossCoefs
+from oversight_rl.losses import Batch, loss_coefs
 from oversight_rl.methods import Method, get_method
 from oversight_rl.policies import ActorCritic, make_policy
 from oversight_rl.population import AgentAdam, Population, clip_grad_norms
@@ -51,6 +51,7 @@ from oversight_rl.rundir import (
     write_csv,
     write_json,
 )
+from oversight_rl.tracking import eval_scalars, finish_wandb, import_wandb, start_wandb
 
 ACTION_STREAM, MINIBATCH_STREAM = 1, 2  # purposes of an agent's counter-based random streams
 PER_AGENT = ("seed", "oversight")
@@ -103,17 +104,6 @@ def build_batch(rollout: Rollout, method: Method, cfg: TrainConfig, steps: torch
     )
 
 
-def loss_coefs(cfg: TrainConfig, method: Method) -> LossCoefs:
-    return LossCoefs(
-        clip=cfg.clip_coef if cfg.algo == "ppo" else None,
-        ent=cfg.ent_coef,
-        vf=cfg.vf_coef,
-        gate=cfg.gate_coef if method.gate_loss else 0.0,
-        normalize_advantages=cfg.normalize_advantages,
-        mean_over_used=cfg.filtering != "paper",
-    )
-
-
 def env_backend(cfg: TrainConfig) -> str:
     """The environment implementation a run uses: ``cfg.env_backend``, with ``auto`` resolved to the on-device
     torch environment on an accelerator (where the preset has a native form) and numpy on the CPU."""
@@ -156,7 +146,8 @@ class Agent:
     best: dict = field(
         default_factory=lambda: {"signal": -math.inf, "update": None, "state": None, "row": None, "evals_since": 0}
     )
-    writer: object = None
+    writer: object = None  # TensorBoard's SummaryWriter (--tensorboard)
+    wandb_run: object = None  # a W&B run (--track), open while the agent trains
 
     @property
     def stopped_early(self) -> bool:
@@ -178,9 +169,21 @@ class Agent:
         return {"update": self.update, "env_steps": self.env_steps, "wall_s": round(self.wall_s, 3)}
 
     def log_scalars(self, metrics: dict[str, float]) -> None:
+        """``metrics`` to TensorBoard and W&B, where the run logs to them, at the agent's environment step."""
         if self.writer is not None:
             for key, value in metrics.items():
                 self.writer.add_scalar(key, value, self.env_steps)
+        if self.wandb_run is not None:
+            self.wandb_run.log(metrics, step=self.env_steps)
+
+    def close_logs(self, failed: bool = False) -> None:
+        """Close the TensorBoard writer and finish the W&B run (as failed if training raised)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self.wandb_run is not None:
+            finish_wandb(self.wandb_run, failed)
+            self.wandb_run = None
 
 
 class Trainer:
@@ -201,8 +204,10 @@ class Trainer:
         self.progress = progress
         self.method = get_method(cfg.method)
         self.loss_fn = self.method.loss_fn
-        self.coefs = loss_coefs(cfg, self.method)
+        self.coefs = loss_coefs(cfg.loss_settings(), self.method.gate_loss, clipped=cfg.algo == "ppo")
         torch.set_num_threads(cfg.threads)
+        if cfg.track:
+            import_wandb()  # without the extra, fail before anything is written
         seeds, oversights = [c.seed for c in cfgs], [c.oversight for c in cfgs]
         extra = json.loads(cfg.env_kwargs)
         self.envs = make_agent_envs(cfg.env_backend, cfg.env, cfg.num_envs, oversights, seeds, cfg.device, **extra)
@@ -245,9 +250,13 @@ class Trainer:
         """Write agent ``k``'s config.json: it trains from scratch."""
         agent = self.agents[k]
         agent.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(agent.run_dir / CONFIG, self.run_config(k))
+
+    def run_config(self, k: int) -> dict:
+        """Agent ``k``'s config.json content."""
+        agent = self.agents[k]
         vectorization = envs.vectorization_of(agent.cfg.env, **agent.cfg.env_settings())
-        config = run_config(agent.cfg, agent.num_updates, self.envs.obs_shape, vectorization=vectorization)
-        write_json(agent.run_dir / CONFIG, config)
+        return run_config(agent.cfg, agent.num_updates, self.envs.obs_shape, vectorization=vectorization)
 
     def save(self, k: int) -> None:
         agent = self.agents[k]
@@ -362,8 +371,7 @@ class Trainer:
         for k, result in zip(ks, results, strict=True):
             agent = self.agents[k]
             agent.eval_rows += [{**agent.stamp(), "policy": variant, **m} for variant, m in result.items()]
-            for variant, metrics in result.items():
-                agent.log_scalars({f"eval/{variant}/{key}": value for key, value in metrics.items()})
+            agent.log_scalars(eval_scalars(result))
         self.last_results = dict(zip(ks, results, strict=True))
 
     def _play(self, ks: list[int], variant: str, seed_offset: int) -> dict[str, np.ndarray]:
@@ -402,7 +410,19 @@ class Trainer:
     # ----- the loop ----------------------------------------------------------------------------------------------
 
     def run(self) -> list[dict]:
-        """Train every agent to its budget (or early stop); return the summaries, in the order of the runs."""
+        """Train every agent to its budget (or early stop); return the summaries, in the order of the runs. Each
+        tracked run (``--track``) is a W&B run while it trains, finished as failed if training raises."""
+        try:
+            for k, agent in enumerate(self.agents):
+                if agent.cfg.track:
+                    agent.wandb_run = start_wandb(agent.cfg, agent.run_dir, self.run_config(k))
+            return self._train_to_budgets()
+        except BaseException:
+            for agent in self.agents:
+                agent.close_logs(failed=True)
+            raise
+
+    def _train_to_budgets(self) -> list[dict]:
         bar = tqdm(
             total=sum(a.cfg.trained_steps(a.scales) for a in self.agents),
             initial=sum(a.env_steps for a in self.agents),
@@ -479,6 +499,5 @@ class Trainer:
                 "stopped_early": agent.stopped_early,
             }
         write_json(agent.run_dir / SUMMARY, summary)
-        if agent.writer is not None:
-            agent.writer.close()
+        agent.close_logs()
         return summary

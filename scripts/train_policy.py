@@ -8,8 +8,9 @@ python scripts/train_policy.py --trainer sb3            # the same run through S
 python scripts/train_policy.py --resume runs/routing-p0.1-s0-20260101-120000 --threads 2
 
 Each run gets a directory of its own under --out, named after its method, oversight, seed and start time (with -2,
--3, ... if two runs start in the same second). --resume continues a run with its saved settings; only --device,
---threads and --tensorboard may change. Exit status 2, with a one-line error and nothing written, for bad flags.
+-3, ... if two runs start in the same second). --resume continues a run with its saved settings; only the runtime
+flags (--device, --threads, --tensorboard, --track, --wandb-project-name, --wandb-entity) may change. Exit status 2,
+with a one-line error and nothing written, for bad flags.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ class CommandLine(TrainConfig):
     exp_name: str = ""
     """Name of the experiment, put in front of the run directory's name (EXP-routing-p0.1-s0-<start time>)."""
     resume: str | None = None
-    """Continue the interrupted run in this run directory with its saved settings; of the other flags, only
-    --device, --threads and --tensorboard may change."""
+    """Continue the interrupted run in this run directory with its saved settings; of the other flags, only the
+    runtime ones (--device, --threads, --tensorboard, --track, --wandb-project-name, --wandb-entity) may change."""
 
 
 def given_settings(argv: list[str]) -> set[str]:

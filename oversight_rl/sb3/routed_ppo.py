@@ -18,8 +18,9 @@ a time-out ends an episode with reward 0 and no bootstrap, unless ``bootstrap_ti
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -31,8 +32,9 @@ from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import explained_variance
 from tqdm.auto import tqdm
 
+from oversight_rl.config import TrainConfig
 from oversight_rl.labels import UNFINISHED, Route, backfill, episode_routes, filtering_mask, verified_mask
-from oversight_rl.losses import Batch, LossCoefs
+from oversight_rl.losses import LOSS_SETTINGS, Batch, LossCoefs, loss_coefs
 from oversight_rl.methods import Method, get_method
 from oversight_rl.rollout import terminal_rewards
 from oversight_rl.sb3.policies import ModulePolicy, MoePolicy, SingleExpertPolicy
@@ -191,10 +193,28 @@ class StepProgress(BaseCallback):
         self.bar.close()
 
 
-FILTERING = ("tuned", "paper", "finished_only")  # as TrainConfig.filtering
+PPO_KEYWORDS = {
+    "clip_coef": "clip_range",
+    "ent_coef": "ent_coef",
+    "vf_coef": "vf_coef",
+    "normalize_advantages": "normalize_advantage",
+}
+"""PPO's own keywords (and attributes) for the loss settings it has. Every other loss setting
+(:data:`oversight_rl.losses.LOSS_SETTINGS`) is a keyword and attribute of RoutedPPO's own, of the same name."""
 
 
-def check_arguments(policy_class: Any, spec: Method, method: str, gate_coef: float, filtering: str, kwargs: dict):
+def loss_keywords(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """RoutedPPO's keywords for loss ``settings`` given by their TrainConfig names."""
+    return {PPO_KEYWORDS.get(name, name): value for name, value in settings.items()}
+
+
+def own_loss_defaults() -> dict[str, Any]:
+    """The loss settings PPO lacks, which RoutedPPO takes itself, with the defaults TrainConfig gives them."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    return {name: defaults[name] for name in LOSS_SETTINGS if name not in PPO_KEYWORDS}
+
+
+def check_arguments(policy_class: Any, spec: Method, method: str, own_loss_settings: dict, kwargs: dict):
     """Raise ``TypeError``/``ValueError`` before building anything when RoutedPPO's arguments do not fit."""
     if not (isinstance(policy_class, type) and issubclass(policy_class, ModulePolicy)):
         name = getattr(policy_class, "__name__", policy_class)
@@ -206,10 +226,9 @@ def check_arguments(policy_class: Any, spec: Method, method: str, gate_coef: flo
         raise ValueError(f"method {method!r} stops early, which a training run does, not RoutedPPO; use 'naive'")
     if kwargs.get("clip_range_vf") is not None:
         raise ValueError("RoutedPPO does not support clip_range_vf; leave it None")
-    if gate_coef < 0:
-        raise ValueError(f"gate_coef must be >= 0, got {gate_coef!r}")
-    if filtering not in FILTERING:
-        raise ValueError(f"filtering must be one of {FILTERING}, got {filtering!r}")
+    for name, value in own_loss_settings.items():
+        if not LOSS_SETTINGS[name].allows(value):
+            raise ValueError(f"{name} must be {LOSS_SETTINGS[name].allowed}, got {value!r}")
 
 
 class RoutedPPO(PPO):
@@ -222,10 +241,12 @@ class RoutedPPO(PPO):
     :param method: a registered method (:data:`oversight_rl.methods.METHODS`): its training reward, loss, routing,
         gate loss and sample filter. Mixture methods take ``"MoePolicy"``, single-expert ones ``"SingleExpertPolicy"``.
         ``naive_early_stop`` is not an algorithm (train ``naive`` and keep the best checkpoint).
-    :param gate_coef: weight of the gate's cross-entropy, averaged over labeled samples (methods with a gate loss)
-    :param filtering: which samples the filtering method keeps and how they are averaged, as
-        :attr:`oversight_rl.config.TrainConfig.filtering`: ``tuned`` (verified and unfinished episodes, averaged over
-        them), ``paper`` (the same, averaged over all samples) or ``finished_only`` (verified episodes only)
+    :param loss settings: every setting the loss's coefficients come from (:class:`oversight_rl.losses.LossCoefs`)
+        is a keyword. Those PPO has are PPO's (:data:`PPO_KEYWORDS`: ``clip_range``, ``ent_coef``, ``vf_coef``,
+        ``normalize_advantage``, with PPO's defaults); the others are RoutedPPO's own, named, defaulted and checked
+        as the TrainConfig fields of the same name, among them ``gate_coef=0.1`` (weight of the gate's cross-entropy,
+        averaged over labeled samples, for methods with a gate loss) and ``filtering="tuned"`` (which samples the
+        filtering method keeps and how they are averaged: ``tuned``, ``paper`` or ``finished_only``)
     :param bootstrap_timeouts: SB3 adds ``gamma`` times the value of the last observation to the reward of a step
         that truncates an episode. False (the default) treats a time-out as an episode end worth 0, as the native
         trainer and the evaluation metric do. Measured on the default run (routing, 10% oversight, 2M steps, seeds
@@ -246,8 +267,7 @@ class RoutedPPO(PPO):
         policy: str | type[ModulePolicy],
         env: Any,
         method: str = "routing",
-        gate_coef: float = 0.1,
-        filtering: str = "tuned",
+        *,
         bootstrap_timeouts: bool = False,
         threads: int | None = 1,
         **kwargs,
@@ -255,13 +275,16 @@ class RoutedPPO(PPO):
         if threads is not None:
             torch.set_num_threads(threads)
         spec = get_method(method)
-        check_arguments(self.policy_aliases.get(policy, policy), spec, method, gate_coef, filtering, kwargs)
+        own_loss_settings = {name: kwargs.pop(name, default) for name, default in own_loss_defaults().items()}
+        check_arguments(self.policy_aliases.get(policy, policy), spec, method, own_loss_settings, kwargs)
         if spec.constant_gate is not None:
             kwargs["policy_kwargs"] = {"constant_gate": spec.constant_gate, **(kwargs.get("policy_kwargs") or {})}
         kwargs.setdefault("rollout_buffer_class", RoutedRolloutBuffer)
         buffer_kwargs = {"training_reward": spec.reward, "bootstrap_timeouts": bootstrap_timeouts}
         kwargs["rollout_buffer_kwargs"] = {**buffer_kwargs, **(kwargs.get("rollout_buffer_kwargs") or {})}
-        self.method, self.gate_coef, self.filtering = method, gate_coef, filtering
+        self.method = method
+        for name, value in own_loss_settings.items():  # gate_coef, filtering...: saved with the model
+            setattr(self, name, value)
         super().__init__(policy, env, **kwargs)
 
     @property
@@ -299,15 +322,13 @@ class RoutedPPO(PPO):
         """The user's callbacks, after :class:`EpisodeLabels`."""
         return super()._init_callback([EpisodeLabels(), *self._callbacks(callback)], progress_bar)
 
+    def loss_settings(self) -> dict[str, Any]:
+        """The model's loss settings by their TrainConfig names (``clip_coef`` is PPO's clip-range schedule)."""
+        return {name: getattr(self, PPO_KEYWORDS.get(name, name)) for name in LOSS_SETTINGS}
+
     def loss_coefs(self, clip: float) -> LossCoefs:
-        return LossCoefs(
-            clip=clip,
-            ent=self.ent_coef,
-            vf=self.vf_coef,
-            gate=self.gate_coef if self.method_spec.gate_loss else 0.0,
-            normalize_advantages=self.normalize_advantage,
-            mean_over_used=self.filtering != "paper",
-        )
+        """The loss's coefficients, built as the native trainer builds them, with ``clip`` from PPO's schedule."""
+        return loss_coefs({**self.loss_settings(), "clip_coef": clip}, self.method_spec.gate_loss)
 
     def kept(self, samples: RoutedRolloutSamples) -> torch.Tensor:
         """1.0 for the samples filtering trains on: verified episodes, and unfinished ones unless ``finished_only``."""

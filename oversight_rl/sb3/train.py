@@ -45,8 +45,9 @@ from oversight_rl.rundir import (
     write_csv,
     write_json,
 )
-from oversight_rl.sb3.routed_ppo import RoutedPPO
+from oversight_rl.sb3.routed_ppo import RoutedPPO, loss_keywords
 from oversight_rl.sb3.vec_env import make_batched_vec_env
+from oversight_rl.tracking import eval_scalars, import_wandb, tracking
 
 SB3_CHECKPOINT = "checkpoint.zip"
 
@@ -63,18 +64,13 @@ def make_model(cfg: TrainConfig, method: Method, env: VecEnv, run_dir: Path) -> 
         "MoePolicy" if method.policy == "moe" else "SingleExpertPolicy",
         env,
         method=cfg.method,
-        gate_coef=cfg.gate_coef,
-        filtering=cfg.filtering,
+        **loss_keywords(cfg.loss_settings()),
         learning_rate=LinearSchedule(cfg.lr, 0.0, 1.0) if cfg.anneal_lr else cfg.lr,
         n_steps=cfg.num_steps,
         batch_size=batch // cfg.num_minibatches,
         n_epochs=cfg.update_epochs,
         gamma=cfg.gamma,
         gae_lambda=cfg.gae_lambda,
-        clip_range=cfg.clip_coef,
-        normalize_advantage=cfg.normalize_advantages,
-        ent_coef=cfg.ent_coef,
-        vf_coef=cfg.vf_coef,
         max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf,
         policy_kwargs={"width": cfg.width, "depth": cfg.depth},
         tensorboard_log=str(run_dir / "tensorboard") if cfg.tensorboard else None,
@@ -118,6 +114,7 @@ class RunRecorder(BaseCallback):
         self.eval_rows: list[dict] = []
         self.updates_recorded, self.wall_s, self.clock = 0, 0.0, 0.0
         self.rollout_records: dict[str, float] = {}
+        self.wandb_run = None  # a W&B run (--track), logged to as train.csv and eval.csv are written
 
     def _on_training_start(self) -> None:
         self.bar = tqdm(
@@ -155,14 +152,10 @@ class RunRecorder(BaseCallback):
         records.update(self.rollout_records)
         if self.model.ep_info_buffer:
             records["rollout/ep_rew_mean"] = float(np.mean([info["r"] for info in self.model.ep_info_buffer]))
-        self.train_rows.append(
-            {
-                **self.stamp(update),
-                **records,
-                "time/env_steps_per_s": steps / max(elapsed, 1e-9),
-            }
-        )
+        scalars = {**records, "time/env_steps_per_s": steps / max(elapsed, 1e-9)}
+        self.train_rows.append({**self.stamp(update), **scalars})
         self.updates_recorded = update
+        self.log_scalars(scalars, update)
         if final or update % self.eval_interval == 0:
             self.evaluate_all(update)
             self.save()
@@ -175,8 +168,14 @@ class RunRecorder(BaseCallback):
         """Evaluate every variant of the policy on the fixed evaluation seed (as the native trainer does)."""
         results = evaluate_variants(self.model.policy.module, self.eval_env, self.cfg.seed, self.cfg.gamma)
         self.eval_rows += [{**self.stamp(update), "policy": variant, **metrics} for variant, metrics in results.items()]
+        self.log_scalars(eval_scalars(results), update)
         deployed = results[self.method.deploy]
         self.bar.set_postfix(true_return=f"{deployed['true_return']:.3f}", hacking_gap=f"{deployed['hacking_gap']:.2f}")
+
+    def log_scalars(self, scalars: dict[str, float], update: int) -> None:
+        """``scalars`` to the W&B run, where the run is tracked, at the environment step of ``update``."""
+        if self.wandb_run is not None:
+            self.wandb_run.log(scalars, step=update * self.steps_per_update)
 
     def save(self) -> None:
         write_csv(self.run_dir / TRAIN_CSV, self.train_rows)
@@ -196,6 +195,8 @@ def train_sb3(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> dict:
     """Train ``cfg`` with RoutedPPO into ``run_dir`` (created) and return its summary."""
     cfg = dataclasses.replace(cfg, trainer="sb3")
     cfg.validate()
+    if cfg.track:
+        import_wandb()  # without the extra, fail before anything is written
     method = get_method(cfg.method)
     torch.set_num_threads(cfg.threads)
     run_dir = Path(run_dir)
@@ -206,7 +207,8 @@ def train_sb3(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> dict:
     config = run_config(cfg, num_updates, env.observation_space.shape)
     write_json(run_dir / CONFIG, config)
     recorder = RunRecorder(cfg, method, run_dir, num_updates, progress)
-    model.learn(num_updates * cfg.steps_per_update, callback=recorder, progress_bar=False)  # the recorder has one
-    summary = recorder.summary()
-    write_json(run_dir / SUMMARY, summary)
+    with tracking(cfg, run_dir, config) as recorder.wandb_run:
+        model.learn(num_updates * cfg.steps_per_update, callback=recorder, progress_bar=False)  # the recorder has one
+        summary = recorder.summary()
+        write_json(run_dir / SUMMARY, summary)
     return summary
