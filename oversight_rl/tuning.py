@@ -1,16 +1,19 @@
 """Tuning every method alike with Optuna: the same number of trials over the same search space, on tuning seeds apart
 from the evaluation seeds, scored on validation episodes; resumable.
 
-Each method is one Optuna study (TPE sampler, its first 10 trials drawn at random, the same sampler seed for every
-method; maximizing) in an SQLite storage inside the tuning directory. A trial trains its tuning seeds as one
-population (:func:`oversight_rl.launch.train_population`: same settings, different seeds) into
-``<out>/<method>/trial-<number>/``, then scores each run's deployed policy on fresh *validation* episodes
-(:func:`oversight_rl.evaluate.evaluate_validation`, never the test episodes); the objective is the mean final
-deployed validation ``true_return`` over the tuning seeds.
+Each method is one Optuna study (TPE sampler, its first 10 trials drawn at random; maximizing) in an SQLite storage
+inside the tuning directory. A trial trains its tuning seeds as one population
+(:func:`oversight_rl.launch.train_population`: same settings, different seeds) into ``<out>/<method>/trial-<number>/``,
+then scores each run's deployed policy on fresh *validation* episodes
+(:func:`oversight_rl.evaluate.evaluate_validation`, never the test episodes); the objective is the mean final deployed
+validation ``true_return`` over the tuning seeds.
 
-Running the same tuning again counts the trials each method has completed and runs only the rest. A trial left
-unfinished (interrupted, killed, or failed) is tried again with the same parameters in the same directory, so its
-runs resume from their checkpoints. Run one tuning at a time per directory.
+Running the same tuning again counts the trials each method has completed and runs only the rest. The sampler of each
+invocation is seeded by the sampler seed plus the number of trials the study holds, so an uninterrupted tuning draws the
+same sequence for every method, and a resumed one draws new settings instead of replaying its first ones; a trial whose
+settings repeat a completed one's (a resumed tuning before this seeding) is not counted nor listed. A trial left
+unfinished (interrupted, killed, or failed) is tried again with the same parameters in the same directory, so its runs
+resume from their checkpoints. Run one tuning at a time per directory.
 
 Optuna is imported only here (``pip install 'oversight-rl[tune]'``).
 """
@@ -73,7 +76,7 @@ class TuneConfig:
     validation_envs: int = 2048
     """Fresh environments of the validation window that scores each run (one window of max_steps steps each)."""
     sampler_seed: int = 0
-    """Seed of each method's TPE sampler (the same for every method)."""
+    """Seed of each method's TPE sampler (the same for every method), plus the trials its study already holds."""
     out: str = "tuning"
     """Tuning directory: the Optuna storage (tuning.db) and every trial's run directories."""
     csv: str = "docs/tuning.csv"
@@ -209,10 +212,8 @@ def storage_of(tune: TuneConfig):
 def open_study(tune: TuneConfig, storage, method: str):
     """The method's study, created on first use; ``ValueError`` if it was started with other tuning settings."""
     optuna = import_optuna()
-    sampler = optuna.samplers.TPESampler(seed=tune.sampler_seed)
-    study = optuna.create_study(
-        storage=storage, study_name=method, direction="maximize", sampler=sampler, load_if_exists=True
-    )
+    study = optuna.create_study(storage=storage, study_name=method, direction="maximize", load_if_exists=True)
+    study.sampler = optuna.samplers.TPESampler(seed=tune.sampler_seed + len(study.trials))
     record = tune.record()
     before = study.user_attrs.get("tuning")
     if before is None:
@@ -236,18 +237,27 @@ def retry_unfinished(study, storage) -> None:
     directory; a trial left running is marked failed first."""
     optuna = import_optuna()
     latest = {root(trial): trial for trial in study.trials}  # trials come in order of their numbers
+    done = [trial.params for trial in completed(study)]
     for number, trial in latest.items():
         if trial.state == optuna.trial.TrialState.RUNNING:
             study_id = storage.get_study_id_from_name(study.study_name)
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
-        if trial.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL):
+        unfinished = trial.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL)
+        if unfinished and trial.params not in done:
             study.enqueue_trial(trial.params, user_attrs={"resumes": number})
 
 
 def completed(study) -> list:
+    """The completed trials, but for any whose settings repeat an earlier completed trial's (same runs, same
+    score: a repeat adds nothing to the search)."""
     complete = import_optuna().trial.TrialState.COMPLETE
-    return [trial for trial in study.trials if trial.state == complete]
+    trials, seen = [], []
+    for trial in study.trials:
+        if trial.state == complete and trial.params not in seen:
+            trials.append(trial)
+            seen.append(trial.params)
+    return trials
 
 
 def tune_method(tune: TuneConfig, storage, method: str) -> int:

@@ -111,6 +111,27 @@ def test_a_failed_trial_is_tried_again_with_its_parameters(tmp_path, monkeypatch
     assert [row["trial"] for row in read_csv(tmp_path / "tuning.csv")] == [1]
 
 
+def test_a_resumed_tuning_draws_new_settings_instead_of_replaying_its_first(tmp_path):
+    """Each invocation is a new sampler: seeded alike, it would draw trial 0's settings again."""
+    assert tune(tmp_path, "--methods", "naive") == 0
+    assert tune(tmp_path, "--methods", "naive", "--trials", "2") == 0
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'tuning' / tuning.STORAGE}")
+    first, second = tuning.studies(storage)["naive"].trials
+    assert first.params != second.params
+    assert [row["trial"] for row in read_csv(tmp_path / "tuning.csv")] == [0, 1]
+
+
+def test_a_trial_that_repeats_a_completed_one_is_neither_counted_nor_listed(tmp_path):
+    assert tune(tmp_path, "--methods", "naive") == 0
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'tuning' / tuning.STORAGE}")
+    study = tuning.studies(storage)["naive"]
+    study.enqueue_trial(study.trials[0].params)  # what a resumed tuning replayed before its sampler was reseeded
+    study.optimize(lambda trial: tuning.suggest(trial, "naive") and 0.5, n_trials=1)
+    assert len(study.trials) == 2 and len(tuning.completed(study)) == 1
+    assert tune(tmp_path, "--methods", "naive", "--trials", "2") == 0  # one more trial: the repeat did not count
+    assert [row["trial"] for row in read_csv(tmp_path / "tuning.csv")] == [0, 2]
+
+
 def test_other_settings_in_the_same_tuning_directory_are_refused(tuned, capsys):
     assert tune(tuned, "--methods", "naive", "--num-envs", "8") == 2
     error = capsys.readouterr().err.strip()
