@@ -300,8 +300,10 @@ def run_serially(jobs: list[Job]) -> Iterator[list[Outcome]]:
 
 def run_in_processes(jobs: list[Job], workers: int) -> Iterator[list[Outcome]]:
     """In ``workers`` fresh (spawned) processes on this machine. On Ctrl-C (or SIGTERM, within
-    :func:`sigterm_as_interrupt`) the workers stop at once, and if this process is killed they die with it
-    (:func:`die_with_parent`); each run keeps its last checkpoint and is resumed by the next invocation."""
+    :func:`sigterm_as_interrupt`), whether it reached this process alone or its whole process group (a terminal's
+    Ctrl-C), the workers stop at once and without a traceback (:func:`stop_worker`), and if this process is killed
+    they die with it (:func:`die_with_parent`); each run keeps its last checkpoint and is resumed by the next
+    invocation."""
     before = set(multiprocessing.active_children())
     pool = ProcessPoolExecutor(
         max_workers=workers,
@@ -310,7 +312,8 @@ def run_in_processes(jobs: list[Job], workers: int) -> Iterator[list[Outcome]]:
         initargs=(os.getpid(),),
     )
     try:
-        futures = {pool.submit(run_job_in_worker, job): job for job in jobs}
+        with ctrl_c_blocked():  # the pool starts its workers here: they begin with Ctrl-C blocked
+            futures = {pool.submit(run_job_in_worker, job): job for job in jobs}
         for future in as_completed(futures):
             yield outcome_of(futures[future], future.result, interruptions=(BrokenProcessPool,))
     except BaseException:
@@ -321,12 +324,49 @@ def run_in_processes(jobs: list[Job], workers: int) -> Iterator[list[Outcome]]:
     pool.shutdown()
 
 
+@dataclass
+class WorkerState:
+    """What a pool worker's signal handler (:func:`stop_worker`) needs to know."""
+
+    job_running: bool = False
+    stopping: bool = False
+    """A signal has already interrupted the job; the worker exits once the job has unwound."""
+
+
+WORKER = WorkerState()
+"""This process's state as a pool worker (unused in the sweep's own process)."""
+
+
 def run_job_in_worker(job: Job) -> list[Outcome]:
-    """:func:`run_job` in a pool worker, which exits on Ctrl-C instead of taking the next job (as pools do)."""
+    """:func:`run_job` in a pool worker, which exits when stopped (:func:`stop_worker`) instead of taking the next job
+    (as pools do), and without a traceback or its exit handlers. A signal that comes after the job has ended but
+    before it is marked ended interrupts it too: the runs are finished on disk, and the next invocation skips them."""
     try:
-        return run_job(job)
-    except KeyboardInterrupt:
-        os._exit(130)  # after the interrupted write cleaned up its temporary file
+        WORKER.job_running = True
+        outcomes = run_job(job)
+        WORKER.job_running = False
+    except KeyboardInterrupt as interruption:
+        os._exit(exit_status(interruption))  # after the interrupted write cleaned up its temporary file
+    return outcomes
+
+
+def stop_worker(signum: int, frame) -> None:
+    """A pool worker's handler of SIGINT and SIGTERM. Ctrl-C in a terminal, and ``timeout``, signal the whole process
+    group, so a worker gets the sweep's signal itself, and then again from the sweep (:func:`interrupt`) or from the
+    kernel when the sweep exits. Between jobs the worker exits at once. While a job runs, the first signal stops it
+    as Ctrl-C does (``KeyboardInterrupt``, or :class:`Terminated` for SIGTERM), so that its runs keep their last
+    checkpoints, and later ones are ignored while it unwinds."""
+    if not WORKER.job_running:
+        os._exit(128 + signum)
+    if WORKER.stopping:
+        return
+    WORKER.stopping = True
+    raise Terminated(f"signal {signum}") if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def exit_status(interruption: KeyboardInterrupt) -> int:
+    """What a shell reports for a process that the interruption's signal ended: 143 for SIGTERM, 130 for Ctrl-C."""
+    return 128 + (signal.SIGTERM if isinstance(interruption, Terminated) else signal.SIGINT)
 
 
 PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): the signal this process gets when its parent dies
@@ -335,10 +375,14 @@ PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): the signal this process ge
 def die_with_parent(parent_pid: int) -> None:
     """Pool worker initializer: the worker stops when the sweep process that started it dies, however it dies.
 
-    SIGTERM stops a worker as Ctrl-C does (its run keeps its last checkpoint). On Linux the kernel sends it SIGTERM
-    when the parent dies (``PR_SET_PDEATHSIG``); everywhere, a watchdog thread sends it when the parent's process id
-    changes (the worker was orphaned), and ends the worker outright if it still runs ``grace_s`` later."""
-    signal.signal(signal.SIGTERM, terminate_as_interrupt)
+    SIGINT and SIGTERM stop a worker quietly (:func:`stop_worker`; its run keeps its last checkpoint). On Linux the
+    kernel sends it SIGTERM when the parent dies (``PR_SET_PDEATHSIG``); everywhere, a watchdog thread sends it when
+    the parent's process id changes (the worker was orphaned), and ends the worker outright if it still runs
+    ``grace_s`` later."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop_worker)
+    if hasattr(signal, "pthread_sigmask"):  # blocked by the sweep while it started this worker (ctrl_c_blocked)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     threading.Thread(target=watch_parent, args=(parent_pid,), name="watch-parent", daemon=True).start()
@@ -371,16 +415,34 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def ctrl_c_blocked() -> Iterator[None]:
+    """Within the block, SIGINT waits (it is blocked, not lost) in this thread, and the processes started here begin
+    with it blocked. A pool worker unblocks it once its own handler is installed (:func:`die_with_parent`), so that
+    Ctrl-C while it still starts (importing torch takes seconds) prints no traceback. Where signals cannot be
+    blocked (Windows), nothing changes."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def interrupt(processes: set[multiprocessing.Process], grace_s: float = 10.0) -> None:
-    """Send Ctrl-C to the pool's workers (when it reached only this process) and wait for them to exit."""
+    """Stop the pool's workers (in case the signal reached only this process), wait for them to exit, and kill those
+    still running ``grace_s`` later (a stopping worker ignores further signals). SIGTERM stops a worker as Ctrl-C
+    does (:func:`stop_worker`), and ends one that is still starting at once and quietly (it has no handler yet)."""
     for process in processes:
         if process.is_alive():
-            os.kill(process.pid, signal.SIGINT)
+            os.kill(process.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     for process in processes:
         process.join(max(0.0, deadline - time.monotonic()))
         if process.is_alive():
-            process.terminate()
+            process.kill()
 
 
 def import_ray():

@@ -6,6 +6,7 @@ one-line ``error:`` (exit status 2, nothing written) instead of a traceback. Bud
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -224,6 +225,7 @@ def every_run_has(out: Path, name: str) -> bool:
         ("kill -9", CONFIG),  # both runs started, neither checkpointed: they start again
         ("kill -9", CHECKPOINT),  # both checkpointed: they resume
         ("kill", CHECKPOINT),  # SIGTERM to the sweep process alone
+        ("kill -INT", CHECKPOINT),  # SIGINT to the sweep process alone: it stops its workers itself
         # timeout's SIGTERM goes to the sweep process, then to its whole process group; this one passed before the
         # fix too, since the workers got the group's SIGTERM themselves
         ("timeout", CHECKPOINT),
@@ -241,13 +243,14 @@ def test_killing_a_sweep_kills_its_workers_and_the_next_sweep_finishes_it(refere
         sweep_pid = parent.pid if how != "timeout" else next(p for p in workers if proc_stat(p)[1] == parent.pid)
         workers.discard(sweep_pid)
         assert len(workers) >= 2
-        os.kill(parent.pid, signal.SIGKILL if how == "kill -9" else signal.SIGTERM)
+        os.kill(parent.pid, {"kill -9": signal.SIGKILL, "kill -INT": signal.SIGINT}.get(how, signal.SIGTERM))
         assert wait_until(lambda: not any(alive(pid) for pid in workers), 10), "workers outlived their sweep"
-        parent.communicate(timeout=30)
-        if how == "kill":
-            assert parent.returncode == 143
+        _, stderr = parent.communicate(timeout=30)
+        if how in ("kill", "kill -INT"):
+            assert parent.returncode == {"kill": 143, "kill -INT": 130}[how]
     finally:
         stop(parent, workers)
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
     if how == "kill -9":  # the dead sweep's lock is left behind, and taken over
         assert (out / "sweep.lock").read_text().strip() == str(sweep_pid)
 
@@ -258,6 +261,105 @@ def test_killing_a_sweep_kills_its_workers_and_the_next_sweep_finishes_it(refere
     assert {row["status"] for row in read_csv(out / "results.csv")} == {"done"}
 
 
+# Routing trains 160 updates as one population of two; the oracle, its budget scaled to oversight 0.05, only 8, so
+# its worker finishes long before and waits, idle, for a job that never comes.
+IDLE_WORKER = [*FAST, "--total-env-steps", "20480", "--eval-every", "2048"]
+IDLE_WORKER += ["--oversight", "0.05", "--seeds", "2", "--methods", "routing", "oracle"]
+
+
+def stderr_lines(stderr: str) -> list[str]:
+    """What a sweep printed to stderr but its progress bar (a line that only continues the bar is kept)."""
+    return [line for line in stderr.splitlines() if line.strip() and not re.fullmatch(r"sweep: .*\]", line)]
+
+
+@needs_proc
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["INT", "TERM"])
+def test_a_sweeps_process_group_stopped_prints_one_line_and_the_next_sweep_resumes(tmp_path, capsys, signum, status):
+    """Ctrl-C in a terminal (SIGINT) or ``timeout -s INT`` reaches the sweep and every worker at once, a busy worker and
+    an idle one alike; so does SIGTERM sent to the group. Each process stops without a traceback of its own."""
+    out = tmp_path / "sweep"
+    command = script_command("sweep_oversight", *IDLE_WORKER, "--workers", "2", "--out", str(out))
+    parent = start(command, start_new_session=True)
+    routing = [out / f"routing-p0.05-s{seed}" for seed in (0, 1)]
+    oracle = [out / f"oracle-p0.05-s{seed}" for seed in (0, 1)]
+    workers: set[int] = set()
+    try:
+
+        def one_worker_idle_one_training() -> bool:
+            done = all(run_status(d) == "done" for d in oracle)
+            return done and all((d / CHECKPOINT).exists() and run_status(d) != "done" for d in routing)
+
+        assert wait_until(one_worker_idle_one_training, 120), parent.stderr.read() if parent.poll() else ""
+        workers = descendants(parent.pid)
+        assert len(workers) >= 2
+        os.killpg(parent.pid, signum)
+        _, stderr = parent.communicate(timeout=60)
+        assert wait_until(lambda: not any(alive(pid) for pid in workers), 10), "workers outlived their sweep"
+    finally:
+        stop(parent, workers)
+    assert parent.returncode == status, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    assert stderr_lines(stderr) == [f"interrupted: run the same command again to resume the sweep in {out}"], stderr
+
+    capsys.readouterr()
+    assert sweep(out, *IDLE_WORKER, "--workers", "1") == 0
+    assert "4 runs: 0 trained, 2 resumed, 2 already done, 0 failed" in capsys.readouterr().out
+    for run_dir, updates in [*((d, 160) for d in routing), *((d, 8) for d in oracle)]:  # 20480 / 128, then x 0.05
+        assert read_json(run_dir / SUMMARY)["updates"] == updates, run_dir
+        assert [row["update"] for row in read_csv(run_dir / TRAIN_CSV)] == list(range(1, updates + 1)), run_dir
+    assert not temporaries(out)
+
+
+def importing_torch(pid: int) -> bool:
+    """Whether process ``pid`` has begun to import torch (it has torch's library mapped)."""
+    try:
+        return b"libtorch" in (PROC / str(pid) / "maps").read_bytes()
+    except OSError:  # it has exited
+        return False
+
+
+def pool_workers(pid: int) -> set[int]:
+    """The spawned workers among the processes below ``pid`` (not multiprocessing's resource tracker)."""
+    found = set()
+    for child in descendants(pid):
+        try:
+            if b"spawn_main" in (PROC / str(child) / "cmdline").read_bytes():
+                found.add(child)
+        except OSError:  # it has exited
+            continue
+    return found
+
+
+@needs_proc
+def test_ctrl_c_while_a_sweeps_workers_start_prints_one_line(tmp_path):
+    """Ctrl-C in a terminal while the workers still import their modules (seconds, for torch) stops them quietly."""
+    out = tmp_path / "sweep"
+    command = script_command("sweep_oversight", *IDLE_WORKER, "--workers", "2", "--out", str(out))
+    parent = start(command, start_new_session=True)
+    workers: set[int] = set()
+
+    def workers_importing() -> bool:
+        nonlocal workers
+        workers = pool_workers(parent.pid)
+        return len(workers) == 2 and all(map(importing_torch, workers))
+
+    try:
+        assert wait_until(workers_importing, 120), parent.stderr.read() if parent.poll() else ""
+        os.killpg(parent.pid, signal.SIGINT)
+        _, stderr = parent.communicate(timeout=60)
+        assert wait_until(lambda: not any(alive(pid) for pid in workers), 10), "workers outlived their sweep"
+    finally:
+        stop(parent, workers)
+    assert parent.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    assert stderr_lines(stderr) == [f"interrupted: run the same command again to resume the sweep in {out}"], stderr
+
+
+def exit_now(status: int):
+    """``os._exit`` for a test: raise ``SystemExit`` instead of ending the test process."""
+    raise SystemExit(status)
+
+
 def test_an_orphaned_worker_stops_itself_where_the_kernel_does_not(monkeypatch):
     """The portable fallback of PR_SET_PDEATHSIG: the watchdog sees the parent change, sends this process SIGTERM
     (a worker stops on it as on Ctrl-C), and ends the process outright if that did not stop it."""
@@ -265,14 +367,27 @@ def test_an_orphaned_worker_stops_itself_where_the_kernel_does_not(monkeypatch):
     monkeypatch.setattr(os, "getppid", lambda: next(parents))
     monkeypatch.setattr(os, "kill", lambda pid, signum: sent.append((pid, signum)))
     monkeypatch.setattr(time, "sleep", lambda seconds: None)
-
-    def exit_now(status: int):
-        raise SystemExit(status)
-
     monkeypatch.setattr(os, "_exit", exit_now)
     with pytest.raises(SystemExit) as exited:
         sweep_module.watch_parent(100)
     assert sent == [(os.getpid(), signal.SIGTERM)] and exited.value.code == 128 + signal.SIGTERM
+
+
+def test_a_worker_exits_between_jobs_and_stops_a_job_once(monkeypatch):
+    """A worker's signal handler: between jobs it exits at once; during a job the first signal stops the job as
+    Ctrl-C does, and the later ones (from the sweep, or from the kernel as the sweep exits) let it unwind."""
+    monkeypatch.setattr(sweep_module, "WORKER", sweep_module.WorkerState())
+    monkeypatch.setattr(os, "_exit", exit_now)
+    with pytest.raises(SystemExit) as exited:
+        sweep_module.stop_worker(signal.SIGTERM, None)
+    assert exited.value.code == 143
+
+    sweep_module.WORKER.job_running = True
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        sweep_module.stop_worker(signal.SIGINT, None)
+    assert not isinstance(stopped.value, sweep_module.Terminated)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        assert sweep_module.stop_worker(signum, None) is None
 
 
 def test_a_summary_that_does_not_match_the_run_files_is_resumed_not_skipped(tmp_path, capsys):
