@@ -4,13 +4,16 @@
 # adds ruff. Each set-up is stamped separately and reruns only when pyproject.toml or the torch choice changes, so the
 # targets share one environment in any order.
 #
-# The torch build is a choice, not an edit:
-#   make train TORCH=torch==2.13.0 TORCH_INDEX=https://download.pytorch.org/whl/cpu   # PyTorch's own CPU wheel
+# The torch build is a choice, not an edit. TORCH_INDEX is an extra index that pip prefers for torch (its builds
+# carry a local version, +cpu or +cuXXX, which ranks above PyPI's plain one); by default PyTorch's CPU index, since
+# PyPI's Linux wheel is a CUDA build of several GB. Where that index cannot be reached, pip warns and takes torch
+# from its other sources. A new choice reinstalls torch:
 #   make train TORCH_INDEX=https://download.pytorch.org/whl/cuXXX   # a CUDA build (pytorch.org lists the XXX)
+#   make train TORCH_INDEX=                                         # whatever PyPI (or pip's configuration) gives
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
-TORCH_INDEX ?=
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 PY := $(VENV)/bin/python
 TORCH_CHOICE := $(VENV)/.torch-choice
 CONSTRAINTS := $(VENV)/constraints.txt
@@ -29,8 +32,10 @@ $(TORCH_CHOICE): FORCE
 $(BASE): $(TORCH_CHOICE)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
-	$(PY) -c "import torch; print('torch==' + torch.__version__)" > $(CONSTRAINTS)
+	$(PY) -m pip uninstall --quiet --yes torch 2>/dev/null || true
+	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "$(TORCH)"
+	$(PY) -c "import torch; print('torch==' + torch.__version__)" 2>/dev/null > $(CONSTRAINTS)
+	@echo "installed $$(cat $(CONSTRAINTS)) (a CUDA build carries +cuXXX)"
 	touch $@
 
 $(CORE): $(BASE) pyproject.toml
