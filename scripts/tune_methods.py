@@ -1,7 +1,7 @@
 """Tune every method alike with Optuna, on tuning seeds apart from the evaluation seeds; run it again to resume.
 
     python scripts/tune_methods.py                          # 4 methods x 16 trials x 3 tuning seeds, 10% oversight
-    python scripts/tune_methods.py --methods routing naive --trials 24 --total-env-steps 4000000
+    python scripts/tune_methods.py --methods routing naive --trials 24 --total-env-steps 4000000 --out tuning-4m
     python scripts/train_policy.py --method naive --preset tuned   # then: naive with its best setting
     python scripts/sweep_oversight.py --preset tuned               # every method with its own best setting
 
@@ -43,6 +43,11 @@ from oversight_rl.config import PRESETS, TrainConfig
 from oversight_rl.tuning import TuneConfig, run_tuning, storage_of, studies
 
 
+TUNING_DEFAULTS = {"env_backend": "torch", "eval_every": 500_000}
+"""Where tuning's defaults differ from training's: the environment that the comparison's sweeps pin (also the faster
+one on a CPU), and fewer evaluations during training, since a trial is scored by its final validation episodes."""
+
+
 @dataclass
 class SharedTrainFlags(TrainConfig):
     """TrainConfig without the flags the tuning sets: the grid's and the search space's."""
@@ -71,7 +76,7 @@ def parse(argv: list[str]) -> TuneConfig:
     preset = argparse.ArgumentParser(add_help=False)
     preset.add_argument("--preset", choices=sorted(PRESETS), default="default")
     name = preset.parse_known_args(argv)[0].preset
-    default = CommandLine(train=SharedTrainFlags(**dataclasses.asdict(PRESETS[name])))
+    default = CommandLine(train=SharedTrainFlags(**{**dataclasses.asdict(PRESETS[name]), **TUNING_DEFAULTS}))
     args = tyro.cli(CommandLine, default=default, args=argv, description=__doc__.splitlines()[0])
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TuneConfig) if f.name != "train"}
     return TuneConfig(**flags, train=TrainConfig(**dataclasses.asdict(args.train)))
