@@ -33,7 +33,8 @@ $(BASE): $(TORCH_CHOICE)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip uninstall --quiet --yes torch 2>/dev/null || true
-	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "$(TORCH)"
+	$(PY) -m pip install --quiet --no-deps $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "$(TORCH)"
+	$(PY) -m pip install --quiet "$(TORCH)"  # torch's own dependencies, from the usual index
 	$(PY) -c "import torch; print('torch==' + torch.__version__)" 2>/dev/null > $(CONSTRAINTS)
 	@echo "installed $$(cat $(CONSTRAINTS)) (a CUDA build carries +cuXXX)"
 	touch $@
