@@ -258,6 +258,17 @@ def test_a_loaded_model_keeps_training(tmp_path):
     loaded.learn(8 * 16)
 
 
+def test_a_single_expert_model_loads_and_keeps_its_method(tmp_path, observations):
+    model = small_model(method="naive", policy="SingleExpertPolicy")
+    model.learn(8 * 16)
+    model.save(tmp_path / "naive")
+    loaded = RoutedPPO.load(tmp_path / "naive", env=make_batched_vec_env(ENV_ID, 8, seed=1, oversight=0.5))
+    assert loaded.method == "naive" and isinstance(loaded.policy, SingleExpertPolicy)
+    obs = observations(10)
+    torch.testing.assert_close(probs(loaded.policy, obs), probs(model.policy, obs), rtol=0, atol=0)
+    loaded.learn(8 * 16)
+
+
 def test_evaluate_policy_runs_a_steered_policy():
     model = small_model()
     model.policy.steer("diamond")

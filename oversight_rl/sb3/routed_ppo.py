@@ -276,7 +276,8 @@ class RoutedPPO(PPO):
             torch.set_num_threads(threads)
         spec = get_method(method)
         own_loss_settings = {name: kwargs.pop(name, default) for name, default in own_loss_defaults().items()}
-        check_arguments(self.policy_aliases.get(policy, policy), spec, method, own_loss_settings, kwargs)
+        if kwargs.get("_init_setup_model", True):  # BaseAlgorithm.load builds bare and then restores the method
+            check_arguments(self.policy_aliases.get(policy, policy), spec, method, own_loss_settings, kwargs)
         if spec.constant_gate is not None:
             kwargs["policy_kwargs"] = {"constant_gate": spec.constant_gate, **(kwargs.get("policy_kwargs") or {})}
         kwargs.setdefault("rollout_buffer_class", RoutedRolloutBuffer)
