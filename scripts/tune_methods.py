@@ -42,7 +42,6 @@ import tyro
 from oversight_rl.config import PRESETS, TrainConfig
 from oversight_rl.tuning import TuneConfig, run_tuning, storage_of, studies
 
-
 TUNING_DEFAULTS = {"env_backend": "torch", "eval_every": 500_000}
 """Where tuning's defaults differ from training's: the environment that the comparison's sweeps pin (also the faster
 one on a CPU), and fewer evaluations during training, since a trial is scored by its final validation episodes."""
