@@ -301,12 +301,13 @@ def trial_rows(storage) -> list[dict]:
     return rows
 
 
-def preset_entries(storage) -> dict[str, dict]:
-    """Each tuned method's best setting: every training setting (``settings``) and where it came from."""
+def preset_entries(storage, fewest: int) -> dict[str, dict]:
+    """Each tuned method's best setting: every training setting (``settings``) and where it came from; a method
+    with fewer than ``fewest`` completed trials has none yet (its tuning is unfinished)."""
     entries = {}
     for method, study in studies(storage).items():
         trials = completed(study)
-        if not trials:
+        if len(trials) < fewest:
             continue
         best, tuning = max(trials, key=lambda t: t.value), study.user_attrs["tuning"]
         entries[method] = {
@@ -344,5 +345,5 @@ def run_tuning(tune: TuneConfig) -> dict[str, int]:
     ran = {method: tune_method(tune, storage, method) for method in tune.methods}
     Path(tune.csv).parent.mkdir(parents=True, exist_ok=True)
     write_csv(Path(tune.csv), trial_rows(storage))
-    write_presets(preset_entries(storage), tune.presets_path)
+    write_presets(preset_entries(storage, tune.trials), tune.presets_path)
     return ran

@@ -132,6 +132,14 @@ def test_a_trial_that_repeats_a_completed_one_is_neither_counted_nor_listed(tmp_
     assert [row["trial"] for row in read_csv(tmp_path / "tuning.csv")] == [0, 2]
 
 
+def test_a_method_gets_no_preset_before_its_trials_are_complete(tmp_path):
+    """Another method's tuning writes the presets too: an unfinished one must not become --preset tuned."""
+    assert tune(tmp_path, "--methods", "naive") == 0
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'tuning' / tuning.STORAGE}")
+    assert set(tuning.preset_entries(storage, 1)) == {"naive"}
+    assert tuning.preset_entries(storage, 2) == {}
+
+
 def test_other_settings_in_the_same_tuning_directory_are_refused(tuned, capsys):
     assert tune(tuned, "--methods", "naive", "--num-envs", "8") == 2
     error = capsys.readouterr().err.strip()
