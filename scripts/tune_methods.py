@@ -40,7 +40,7 @@ from typing import Annotated, Literal
 import tyro
 
 from oversight_rl.config import PRESETS, TrainConfig
-from oversight_rl.tuning import TuneConfig, run_tuning, storage_of, studies
+from oversight_rl.tuning import TuneConfig, completed, run_tuning, storage_of, studies
 
 TUNING_DEFAULTS = {"env_backend": "torch", "eval_every": 500_000}
 """Where tuning's defaults differ from training's: the environment that the comparison's sweeps pin (also the faster
@@ -84,7 +84,7 @@ def parse(argv: list[str]) -> TuneConfig:
 def report(tune: TuneConfig, ran: dict[str, int]) -> None:
     """Trials run now and completed in all, and each method's best validation return and setting."""
     for method, study in studies(storage_of(tune)).items():
-        done = [t for t in study.trials if t.value is not None]
+        done = completed(study)
         if not done:
             continue
         best = max(done, key=lambda t: t.value)
