@@ -445,6 +445,7 @@ def test_resume_refuses_flags_that_change_what_the_run_computes(run_copy, capsys
     assert train_cli.main(["--resume", str(run_copy), "--lr", "0.5", "--oversight", "5"]) == 2
     error = one_error_line(capsys.readouterr().err)
     assert "--lr" in error and "--oversight" in error and "--threads" in error
+    assert "--wandb-project-name, --wandb-entity may change" in error and "_" not in error.split("; only ")[1]
     assert snapshot(run_copy) == before
 
 
