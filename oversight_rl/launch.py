@@ -104,18 +104,23 @@ def resume(run_dir: Path, progress: bool = True, **settings) -> dict:
     return train_population([cfg], [run_dir], resume=[True], progress=progress)[0]
 
 
+def flag_name(setting: str) -> str:
+    """The command-line flag of a setting: ``wandb_entity`` is ``--wandb-entity``."""
+    return "--" + setting.replace("_", "-")
+
+
 def with_runtime_settings(cfg: TrainConfig, run_dir: Path, settings: dict) -> TrainConfig:
     """``cfg`` with the runtime ``settings`` applied; ``ValueError`` naming every other setting that differs."""
     unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(cfg)})
     if unknown:
         raise ValueError(f"--resume: no such settings: {', '.join(unknown)}")
     changed = [
-        f"--{name.replace('_', '-')} {value!r} (saved: {getattr(cfg, name)!r})"
+        f"{flag_name(name)} {value!r} (saved: {getattr(cfg, name)!r})"
         for name, value in settings.items()
         if name not in RUNTIME_SETTINGS and value != getattr(cfg, name)
     ]
     if changed:
-        allowed = ", ".join(f"--{name}" for name in RUNTIME_SETTINGS)
+        allowed = ", ".join(map(flag_name, RUNTIME_SETTINGS))
         raise ValueError(
             f"--resume {run_dir} continues with its saved settings, and these flags would change what it computes: "
             f"{', '.join(changed)}; only {allowed} may change (start a new run for other settings)"

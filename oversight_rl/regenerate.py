@@ -2,6 +2,12 @@
 (:mod:`oversight_rl.reproduce`) have finished. Nothing fails because runs are missing: each section says how many of
 how many runs it holds, and a figure is drawn once a part has a finished run.
 
+A part whose committed CSV holds more finished runs than its sweep directory has here (a fresh clone has no sweep
+directories) is *kept*: its CSV, figures and section are left as they are, and one line says so. The ablations are
+kept with main-default, since their section and figure show main-default's routing and naive runs. The claims are
+computed from the rows the CSVs publish, kept or rebuilt, so a kept part's committed rows still count in them.
+``force`` rebuilds every part from the runs that exist.
+
 Written into ``docs``: ``results_<part>.csv`` (one row per planned run, or per run and budget), ``results_claims.csv``,
 ``img/<part>/*.png``, ``img/budget.png``, and in ``results.md`` one generated section per part plus ``claims``.
 """
@@ -20,6 +26,7 @@ from oversight_rl.methods import METHODS
 from oversight_rl.references import reference_returns
 from oversight_rl.reproduce import Part, ReproduceConfig, command_line, run_flags, skip_reason, sweep_dir
 from oversight_rl.results import DONE, SweepResults, gather_points
+from oversight_rl.rundir import read_csv
 
 RESULTS_MD = "results.md"
 CLAIMS = "claims"
@@ -114,22 +121,81 @@ def budget_section(part: Part, config: ReproduceConfig, rows: list[dict], figure
 
 
 def regenerate(parts: dict[str, Part], config: ReproduceConfig, say: Callable[[str], None] = print) -> Path:
-    """Rewrite every part's CSV, figures and section of results.md, and the claims, from the runs that exist."""
+    """Rewrite every part's CSV, figures and section of results.md, and the claims, from the runs that exist; a part
+    with fewer finished runs here than its committed CSV holds is kept as committed (unless ``config.force``)."""
+    docs, budget = Path(config.docs), parts["budget"]
     results = {name: part_results(part, config) for name, part in parts.items() if part.ladders is None}
-    sections = {name: sweep_part(parts[name], config, results, say) for name in results}
-    rows, sections["budget"], references = budget_part(parts["budget"], config, say)
-    sections[CLAIMS] = claims_part(results, rows, references, Path(config.docs))
+    budget_here, train = budget_results(budget, config), budget_train(budget, config)
+    finished = {name: finished_count(r.rows) for name, r in results.items()} | {"budget": finished_count(budget_here)}
+    kept = set() if config.force else kept_parts(parts, config, finished, say)
+    sections = {name: sweep_part(parts[name], config, results, say) for name in results if name not in kept}
+    references = reference_returns(train.env, train.gamma) or {}
+    if "budget" not in kept:
+        sections["budget"] = budget_part(budget, config, budget_here, references, say)
+    main, ablations = (
+        SweepResults(published(parts[name], docs, kept, results[name].rows)) for name in ("main-default", "ablations")
+    )
+    budget_published = published(budget, docs, kept, budget_here)
+    sections[CLAIMS] = claims_part(main, ablations, budget_published, references, docs)
     ordered = {name: sections[name] for name in (CLAIMS, *parts) if name in sections}
-    path = report.update_generated(Path(config.docs) / RESULTS_MD, ordered)
+    path = report.update_generated(docs / RESULTS_MD, ordered)
     say(f"tables: {path}")
     return path
+
+
+# ----- parts kept as committed ------------------------------------------------------------------------------------
+
+
+def csv_path(part: Part, docs: Path) -> Path:
+    return docs / f"results_{part.slug}.csv"
+
+
+def finished_count(rows: list[dict]) -> int:
+    """Rows of finished runs (of finished (run, budget) points in the budget part's rows)."""
+    return sum(row["status"] == DONE for row in rows)
+
+
+def committed_count(path: Path) -> int:
+    """Rows with status done in the CSV at ``path`` (0 when there is none)."""
+    return finished_count(read_csv(path)) if path.exists() else 0
+
+
+def kept_parts(parts: dict[str, Part], config: ReproduceConfig, finished: dict[str, int], say) -> set[str]:
+    """The parts whose committed CSV holds more finished runs than ``finished`` counts here (one line each), and the
+    ablations with main-default."""
+    kept = set()
+    for name, count in finished.items():
+        part = parts[name]
+        path, unit = csv_path(part, Path(config.docs)), "runs" if part.ladders is None else "(run, budget) points"
+        committed = committed_count(path)
+        if count < committed:
+            kept.add(name)
+            say(
+                f"{name}: kept {path} ({committed} finished {unit}; {count} here): train or copy"
+                f" {sweep_dir(part, config)} to regenerate it"
+            )
+    if "main-default" in kept and "ablations" in finished and "ablations" not in kept:
+        kept.add("ablations")
+        say(
+            f"ablations: kept {csv_path(parts['ablations'], Path(config.docs))} and its section, which show"
+            " main-default's runs beside the ablations, since main-default was kept"
+        )
+    return kept
+
+
+def published(part: Part, docs: Path, kept: set[str], rows: list[dict]) -> list[dict]:
+    """The part's rows as its CSV holds them afterwards: the committed ones if it is kept, else ``rows``."""
+    return read_csv(csv_path(part, docs)) if part.name in kept else rows
+
+
+# ----- each part's CSV, figures and section -----------------------------------------------------------------------
 
 
 def sweep_part(part: Part, config: ReproduceConfig, results: dict[str, SweepResults], say) -> str:
     """A sweep part's CSV and figures; returns its section."""
     docs, mine = Path(config.docs), results[part.name]
     rows = report.run_rows(mine, part.name, part.preset)
-    csv = report.write_rows(docs / f"results_{part.slug}.csv", rows, report.RUN_COLUMNS)
+    csv = report.write_rows(csv_path(part, docs), rows, report.RUN_COLUMNS)
     say(f"{part.name}: {report.finished_line(mine.rows)} -> {csv}")
     img = docs / "img" / part.name
     if part.name == "ablations":
@@ -139,25 +205,29 @@ def sweep_part(part: Part, config: ReproduceConfig, results: dict[str, SweepResu
     return sweep_section(part, config, mine, figures)
 
 
-def budget_part(part: Part, config: ReproduceConfig, say) -> tuple[list[dict], str, dict]:
-    """The budget part's CSV and figure; returns its rows, its section and the reference scores."""
-    docs, train = Path(config.docs), budget_train(part, config)
-    rows = budget_rows(sweep_dir(part, config), train, part.points(), part.ladders)
+def budget_results(part: Part, config: ReproduceConfig) -> list[dict]:
+    """The budget part's rows (one per planned run and budget) as its sweep directory holds them."""
+    rows = budget_rows(sweep_dir(part, config), budget_train(part, config), part.points(), part.ladders)
     for row in rows:
         row.update(part=part.name, preset=part.preset)
-    csv = report.write_rows(docs / f"results_{part.slug}.csv", rows, report.BUDGET_COLUMNS)
+    return rows
+
+
+def budget_part(part: Part, config: ReproduceConfig, rows: list[dict], references: dict, say) -> str:
+    """The budget part's CSV and figure; returns its section."""
+    docs, train = Path(config.docs), budget_train(part, config)
+    csv = report.write_rows(csv_path(part, docs), rows, report.BUDGET_COLUMNS)
     longest = budget_labels(part)[-1]
     say(f"{part.name}: {report.finished_line([r for r in rows if r['budget_label'] == longest])} -> {csv}")
-    references = reference_returns(train.env, train.gamma) or {}
     figures = budget_figure(rows, part, train, references, docs / "img" / "budget.png")
-    return rows, budget_section(part, config, rows, figures), references
+    return budget_section(part, config, rows, figures)
 
 
-def claims_part(results: dict[str, SweepResults], budget: list[dict], references: dict, docs: Path) -> str:
+def claims_part(main: SweepResults, ablations: SweepResults, budget: list[dict], references: dict, docs: Path) -> str:
     """The claims' CSV; returns their section."""
     evidence = Evidence(
-        main=results["main-default"],
-        ablations=ablation_results(results["main-default"], results["ablations"]),
+        main=main,
+        ablations=ablation_results(main, ablations),
         budget=budget,
         nearest_terminal=references.get("nearest terminal", float("nan")),
     )

@@ -75,6 +75,9 @@ class ReproduceConfig:
     """Train nothing: only regenerate the docs from the runs that exist, and report those missing."""
     dry_run: bool = False
     """Train and write nothing: print each part's sweep command and its size in agent-env-steps."""
+    force: bool = False
+    """Rewrite every part's CSV, figures and section from the runs that exist here, even a part whose committed CSV
+    holds more finished runs (without it such a part is kept as committed)."""
 
     def validate(self) -> None:
         unknown = [p for p in self.parts if p not in PART_NAMES]

@@ -29,6 +29,7 @@ import dataclasses
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -36,7 +37,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import product
@@ -454,14 +455,9 @@ def import_ray():
     return ray
 
 
-def run_on_ray(jobs: list[Job], workers: int, address: str | None) -> Iterator[list[Outcome]]:
-    """As Ray tasks of one CPU each: on the cluster at ``address``, or on a local one with ``workers`` CPUs."""
+def run_on_ray(jobs: list[Job]) -> Iterator[list[Outcome]]:
+    """As Ray tasks of one CPU each, on the cluster :func:`ray_cluster` connected to."""
     ray = import_ray()
-    started_here = not ray.is_initialized()
-    if started_here and address:
-        ray.init(address=address, log_to_driver=False)
-    elif started_here:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     task = ray.remote(num_cpus=1)(run_job)
     pending = {task.remote(job): job for job in jobs}
     try:
@@ -472,15 +468,59 @@ def run_on_ray(jobs: list[Job], workers: int, address: str | None) -> Iterator[l
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
+
+
+@contextmanager
+def ray_cluster(address: str | None, workers: int) -> Iterator[None]:
+    """Ray connected to the cluster at ``address``, or to a new local one with ``workers`` CPUs, until the block
+    ends (a connection made before is used and left open). ``ValueError`` when no cluster answers at ``address``."""
+    ray = import_ray()
+    if ray.is_initialized():
+        yield
+        return
+    if address:
+        connect_ray(ray, address)
+    else:
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
     finally:
-        if started_here:
-            ray.shutdown()
+        ray.shutdown()
+
+
+def connect_ray(ray, address: str) -> None:
+    """``ray.init`` on the cluster at ``address``; ``ValueError`` naming it when none answers there. A ``host:port``
+    address is tried first, since Ray waits minutes for one where nothing listens."""
+    problem = unreachable(address)
+    if problem is None:
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except ConnectionError as error:
+            problem = str(error).split(". ")[0].strip().rstrip(".")
+    if problem:
+        raise ValueError(
+            f"--ray-address {address}: no Ray cluster answers there ({problem}): start one with 'ray start --head'"
+            " (then --ray-address auto), or drop --ray-address to start a local one"
+        )
+
+
+def unreachable(address: str, timeout_s: float = 5.0) -> str | None:
+    """Why nothing accepts a connection at a ``host:port`` address (``ray://`` or not), or None; None also for
+    addresses Ray resolves itself (``auto``)."""
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not port.isdigit():
+        return None
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return None
+    except OSError as error:
+        return f"nothing accepts connections at {host}:{port}: {error.strerror or error}"
 
 
 def backend_for(sweep: SweepConfig) -> Callable[[list[Job]], Iterator[list[Outcome]]]:
     if sweep.backend == "ray":
         import_ray()  # fail before any work when Ray is missing
-        return partial(run_on_ray, workers=sweep.workers, address=sweep.ray_address)
+        return run_on_ray
     if sweep.workers == 1:
         return run_serially
     return partial(run_in_processes, workers=sweep.workers)
@@ -562,17 +602,19 @@ def sweep_lock(sweep_dir: Path) -> Iterator[None]:
 def run_sweep(sweep: SweepConfig, progress: bool = True) -> SweepReport:
     """Validate, lock the sweep directory, write sweep.json, run every unfinished grid point, then write results.csv.
 
-    Raises ``ValueError`` (before any work) for bad settings, and :class:`SweepBusy` (a ``ValueError``) while
-    another sweep runs in the same directory. A failing run does not stop the others; it is listed in
-    ``SweepReport.failed``. Ctrl-C raises ``KeyboardInterrupt`` once the workers have stopped.
+    Raises ``ValueError`` (before any work) for bad settings or a Ray address where no cluster answers, and
+    :class:`SweepBusy` (a ``ValueError``) while another sweep runs in the same directory. A failing run does not
+    stop the others; it is listed in ``SweepReport.failed``. Ctrl-C raises ``KeyboardInterrupt`` once the workers
+    have stopped.
     """
     sweep.validate()
     backend = backend_for(sweep)
     sweep_dir = Path(sweep.out)
     check_same_settings(sweep)  # before the lock, so that a refused sweep writes nothing
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    with sweep_lock(sweep_dir):
-        return run_locked(sweep, backend, progress)
+    with ray_cluster(sweep.ray_address, sweep.workers) if sweep.backend == "ray" else nullcontext():
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        with sweep_lock(sweep_dir):
+            return run_locked(sweep, backend, progress)
 
 
 def run_locked(sweep: SweepConfig, backend, progress: bool) -> SweepReport:

@@ -431,6 +431,10 @@ class Trainer:
             disable=not self.progress,
             desc=self.cfg.method if self.size == 1 else f"{self.cfg.method} x {self.size}",
         )
+        with bar:  # closed when interrupted too, so that it is not drawn again after the caller's last words
+            return self._train_with(bar)
+
+    def _train_with(self, bar) -> list[dict]:
         summaries: dict[int, dict] = {}
         fresh = [k for k, agent in enumerate(self.agents) if agent.update == 0 and not agent.eval_rows]
         if fresh:
@@ -461,7 +465,6 @@ class Trainer:
                 self.save(k)
                 if not self.agents[k].active:
                     summaries[k] = self._finish(k)
-        bar.close()
         return [summaries[k] for k in range(self.size)]
 
     def _record_update(self, k: int, metrics: dict[str, float], steps: int, elapsed: float) -> None:

@@ -20,8 +20,11 @@ every run on --env-backend torch with --eval-envs 2048):
 
 Then, whatever finished: docs/results_<part>.csv, docs/results_claims.csv, docs/img/<part>/*.png, docs/img/budget.png
 and the generated sections of docs/results.md (between <!-- generated: NAME --> and <!-- end generated -->; the text
-around them is kept). Missing runs are counted, never a failure. Exit status: 0 when every part trained finished
-(or was skipped), 1 when a run failed or a part could not start, 2 for bad flags, 130 on Ctrl-C, 143 on SIGTERM.
+around them is kept). Missing runs are counted, never a failure. A part whose committed CSV holds more finished runs
+than its sweep directory has here (a fresh clone has no sweeps) is kept as committed, with one line saying so, and so
+are the ablations with main-default; the claims are computed from the rows the CSVs then hold. --force rewrites every
+part from the runs that exist. Exit status: 0 when every part trained finished (or was skipped), 1 when a run failed
+or a part could not start, 2 for bad flags, 130 on Ctrl-C, 143 on SIGTERM.
 """
 
 from __future__ import annotations

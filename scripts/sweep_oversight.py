@@ -7,10 +7,10 @@
     python scripts/plot_curves.py sweeps/oversight    # figures and results.csv
 
 Every training flag of train_policy.py is accepted and shared by all runs. Exit status: 0 when every run finished,
-1 when some failed (each records error.json in its run directory) or lost their worker process, 2 for bad flags
-or a --out where another sweep is running (before any work), 130 on Ctrl-C and 143 on SIGTERM (the workers stop
-first; they also die with this process when it is killed). Running the same command again skips finished runs and
-resumes the others.
+1 when some failed (each records error.json in its run directory) or lost their worker process, 2 for bad flags,
+a --out where another sweep is running or a --ray-address where no Ray cluster answers (before any work), 130 on
+Ctrl-C and 143 on SIGTERM (the workers stop first; they also die with this process when it is killed). Running the
+same command again skips finished runs and resumes the others.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ python scripts/train_policy.py --resume runs/routing-p0.1-s0-20260101-120000 --t
 Each run gets a directory of its own under --out, named after its method, oversight, seed and start time (with -2,
 -3, ... if two runs start in the same second). --resume continues a run with its saved settings; only the runtime
 flags (--device, --threads, --tensorboard, --track, --wandb-project-name, --wandb-entity) may change. Exit status 2,
-with a one-line error and nothing written, for bad flags.
+with a one-line error and nothing written, for bad flags. Ctrl-C (exit status 130) or SIGTERM (143) stops the run
+with its last checkpoint kept and prints one line: the --resume command that continues it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -28,7 +30,8 @@ import tyro
 from oversight_rl.config import PRESET_NAMES, TrainConfig, preset_config
 from oversight_rl.launch import resume, train
 from oversight_rl.plots import plot_run
-from oversight_rl.rundir import create_run_dir, run_name
+from oversight_rl.rundir import CHECKPOINT, create_run_dir, run_name
+from oversight_rl.sweep import exit_status, sigterm_as_interrupt
 
 TABLE_METRICS = ("true_return", "diamond_rate", "ghost_rate", "hacking_gap", "gate_auroc")
 
@@ -89,24 +92,38 @@ def print_table(summary: dict) -> None:
     print("* deployed: the variant this method deploys; every value is from the final evaluation")
 
 
+def interrupted_line(run_dir: Path | None) -> str:
+    """What to do after Ctrl-C or SIGTERM stopped the run in ``run_dir`` (None: before it was created)."""
+    if run_dir is None:
+        return "interrupted before the run started"
+    if not (run_dir / CHECKPOINT).exists():
+        return f"interrupted: {run_dir} has no {CHECKPOINT} to resume from; run the same command again to start over"
+    return f"interrupted: resume with python scripts/train_policy.py --resume {shlex.quote(str(run_dir))}"
+
+
 def main(argv: list[str]) -> int:
+    run_dir = None
     try:
         args = parse(argv)
-        if args.resume:
-            run_dir = Path(args.resume)
-            summary = resume(run_dir, **{name: getattr(args, name) for name in given_settings(argv)})
-        else:
-            config = TrainConfig.from_saved(dataclasses.asdict(args))
-            config.validate()
-            name = f"{run_name(config.method, config.oversight, config.seed)}-{time.strftime('%Y%m%d-%H%M%S')}"
-            if args.exp_name:
-                name = f"{args.exp_name}-{name}"
-            run_dir = create_run_dir(Path(args.out), name)
-            print(f"run directory: {run_dir}")
-            summary = train(config, run_dir)
+        with sigterm_as_interrupt():
+            if args.resume:
+                run_dir = Path(args.resume)
+                summary = resume(run_dir, **{name: getattr(args, name) for name in given_settings(argv)})
+            else:
+                config = TrainConfig.from_saved(dataclasses.asdict(args))
+                config.validate()
+                name = f"{run_name(config.method, config.oversight, config.seed)}-{time.strftime('%Y%m%d-%H%M%S')}"
+                if args.exp_name:
+                    name = f"{args.exp_name}-{name}"
+                run_dir = create_run_dir(Path(args.out), name)
+                print(f"run directory: {run_dir}")
+                summary = train(config, run_dir)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interruption:
+        print(f"\n{interrupted_line(run_dir)}", file=sys.stderr)
+        return exit_status(interruption)
     print_table(summary)
     print(f"\nlearning curve: {plot_run(run_dir)}")
     return 0

@@ -267,9 +267,10 @@ IDLE_WORKER = [*FAST, "--total-env-steps", "20480", "--eval-every", "2048"]
 IDLE_WORKER += ["--oversight", "0.05", "--seeds", "2", "--methods", "routing", "oracle"]
 
 
-def stderr_lines(stderr: str) -> list[str]:
-    """What a sweep printed to stderr but its progress bar (a line that only continues the bar is kept)."""
-    return [line for line in stderr.splitlines() if line.strip() and not re.fullmatch(r"sweep: .*\]", line)]
+def stderr_lines(stderr: str, bar: str = "sweep") -> list[str]:
+    """What a script printed to stderr but its progress bar named ``bar`` (a line that only continues the bar is
+    kept)."""
+    return [line for line in stderr.splitlines() if line.strip() and not re.fullmatch(f"{bar}: .*\\] *", line)]
 
 
 @needs_proc
@@ -406,6 +407,49 @@ def test_a_summary_that_does_not_match_the_run_files_is_resumed_not_skipped(tmp_
     assert [row["update"] for row in read_csv(run_dir / TRAIN_CSV)] == list(range(1, 17))
 
 
+# 128 updates with a checkpoint every 8: once the first is written, about 3 s of training remain.
+STILL_TRAINING = [*FAST, "--total-env-steps", "16384", "--eval-every", "1024", "--oversight", "0.5"]
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["INT", "TERM"])
+def test_a_run_stopped_by_ctrl_c_prints_how_to_resume_it_and_resumes(tmp_path, signum, status):
+    """Ctrl-C (SIGINT) or SIGTERM while train_policy.py trains: one line naming the --resume command, no traceback,
+    and that command finishes the run. (Popen leaves SIGINT handled; a shell's background job would ignore it.)"""
+    out = tmp_path / "runs"
+    process = start(script_command("train_policy", *STILL_TRAINING, "--out", str(out)))
+    try:
+        assert wait_until(lambda: any(out.glob(f"*/{CHECKPOINT}")), 120), (
+            process.stderr.read() if process.poll() else ""
+        )
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        stop(process)
+    (run_dir,) = out.iterdir()
+    assert process.returncode == status, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    resume_command = f"python scripts/train_policy.py --resume {run_dir}"
+    assert stderr_lines(stderr, "routing") == [f"interrupted: resume with {resume_command}"], stderr
+    assert run_status(run_dir) == "interrupted"
+
+    result = run_script("train_policy", "--resume", str(run_dir))  # the command printed
+    assert result.returncode == 0, result.stderr
+    assert run_status(run_dir) == "done" and read_json(run_dir / SUMMARY)["updates"] == 128
+    assert [row["update"] for row in read_csv(run_dir / TRAIN_CSV)] == list(range(1, 129))
+
+
+def test_a_run_interrupted_before_its_first_checkpoint_says_to_start_over(tmp_path, monkeypatch, capsys):
+    def interrupted(cfg, run_dir):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_cli, "train", interrupted)
+    assert train_cli.main([*TINY, "--oversight", "0.5", "--out", str(tmp_path)]) == 130
+    (run_dir,) = tmp_path.iterdir()
+    assert capsys.readouterr().err.strip() == (
+        f"interrupted: {run_dir} has no {CHECKPOINT} to resume from; run the same command again to start over"
+    )
+
+
 # ----- 3. two sweeps on one directory -----------------------------------------------------------------------------
 
 
@@ -445,6 +489,7 @@ def test_resume_refuses_flags_that_change_what_the_run_computes(run_copy, capsys
     assert train_cli.main(["--resume", str(run_copy), "--lr", "0.5", "--oversight", "5"]) == 2
     error = one_error_line(capsys.readouterr().err)
     assert "--lr" in error and "--oversight" in error and "--threads" in error
+    assert "--wandb-project-name, --wandb-entity may change" in error and "_" not in error.split("; only ")[1]
     assert snapshot(run_copy) == before
 
 

@@ -253,15 +253,16 @@ def test_dry_run_prints_each_command_and_its_size(tmp_path, monkeypatch, capsys)
 TINY = dict(num_envs=8, num_steps=8, total_env_steps=1280, eval_every=640, eval_envs=32, width=16)
 
 
-def tiny_parts(seeds: int):
-    """The parts at tiny budgets: main-default at 2 levels x 3 methods, budget (two budgets), one ablation."""
+def tiny_parts(seeds: int, oversight=(0.1, 1.0), methods=("routing", "naive", "oracle")):
+    """The parts at tiny budgets: main-default at 2 levels x 3 methods (or ``oversight`` x ``methods``), budget (two
+    budgets), one ablation."""
 
     def parts(config):
         real = reproduce.default_parts(config)
         budget = {**TINY, "anneal_lr": False, "total_env_steps": 1280, "eval_every": 640}
         base = dataclasses.replace(reproduce.budget_base(), **budget)
         ladders = {m: method_ladder(base, m, 0.1, 2) for m in ("routing", "oracle")}
-        grid = dict(oversight=(0.1, 1.0), methods=("routing", "naive", "oracle"), seeds=seeds, settings=TINY)
+        grid = dict(oversight=oversight, methods=methods, seeds=seeds, settings=TINY)
         return {
             **real,
             "main-default": dataclasses.replace(real["main-default"], **grid),
@@ -322,3 +323,51 @@ def test_the_command_trains_resumably_and_regenerates_the_docs_with_runs_missing
 
     assert reproduce_cli.main([*flags, "--skip-training"]) == 0
     assert (docs / "results.md").read_text() == text  # regenerating changes nothing
+
+
+def docs_files(docs: Path) -> dict[str, bytes]:
+    """Every file under ``docs`` but results.md, whose sections :func:`sections` gives."""
+    files = [p for p in docs.rglob("*") if p.is_file() and p.name != "results.md"]
+    return {p.relative_to(docs).as_posix(): p.read_bytes() for p in files}
+
+
+def sections(docs: Path, names=("claims", "main-default", "budget", "ablations")) -> dict[str, str]:
+    """The generated sections ``names`` of results.md."""
+    text = (docs / "results.md").read_text()
+    return {name: re.search(f"<!-- generated: {name} -->(.*?)<!-- end", text, re.S).group(1) for name in names}
+
+
+def test_a_part_with_fewer_finished_runs_here_than_its_committed_csv_is_kept(tmp_path, monkeypatch, capsys):
+    """A fresh clone has the committed CSVs and sections but no sweeps: regenerating keeps them, and says so."""
+    monkeypatch.setattr(config_module, "TUNED_PRESETS", tmp_path / "none.json")
+    docs, root, empty = tmp_path / "docs", tmp_path / "sweeps", tmp_path / "clone"
+    flags = ["--docs", str(docs), "--workers", "1"]
+    monkeypatch.setattr(reproduce_cli, "default_parts", tiny_parts(1, oversight=(0.1,), methods=("routing",)))
+    assert reproduce_cli.main([*flags, "--root", str(root), "--parts", "main-default", "budget"]) == 0
+    committed, committed_sections = docs_files(docs), sections(docs)
+    assert "| routing | 0.1 | 1/1 |" in committed_sections["main-default"]
+    capsys.readouterr()
+
+    assert reproduce_cli.main([*flags, "--root", str(empty), "--skip-training"]) == 0
+    out = capsys.readouterr().out
+    assert docs_files(docs) == committed and sections(docs) == committed_sections  # with the claims and figures
+    assert (
+        f"main-default: kept {docs / 'results_main_default.csv'} (1 finished runs; 0 here): train or copy"
+        f" {empty / 'main-default'} to regenerate it"
+    ) in out.splitlines()
+    assert f"budget: kept {docs / 'results_budget.csv'} (4 finished (run, budget) points; 0 here)" in out
+    assert f"ablations: kept {docs / 'results_ablations.csv'} and its section" in out
+    assert "main-default: 0 of" not in out and "paper: 0 of 12 runs finished" in out
+
+    monkeypatch.setattr(reproduce_cli, "default_parts", tiny_parts(2, oversight=(0.1,), methods=("routing",)))
+    assert reproduce_cli.main([*flags, "--root", str(root), "--parts", "main-default"]) == 0  # trains seed 1
+    out = capsys.readouterr().out
+    assert "main-default: 2 of 2 runs finished" in out and "kept" not in out
+    text = (docs / "results.md").read_text()
+    assert "| routing | 0.1 | 2/2 |" in text
+    assert sum(row["status"] == "done" for row in read_csv(docs / "results_main_default.csv")) == 2
+
+    assert reproduce_cli.main([*flags, "--root", str(empty), "--skip-training", "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "kept" not in out and "main-default: 0 of 2 runs finished (2 missing)" in out
+    assert "| routing | 0.1 | 0/2 |" in (docs / "results.md").read_text()

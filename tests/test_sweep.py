@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -132,6 +134,43 @@ def test_ray_local_cluster_matches_the_serial_sweep(serial_sweep, tmp_path):
         ray.shutdown()
     assert run_dirs(out) == EXPECTED_RUNS
     assert comparable(read_csv(out / "results.csv")) == comparable(read_csv(serial_sweep / "results.csv"))
+
+
+def test_a_ray_address_where_nothing_listens_is_one_line_before_any_work(tmp_path, capsys):
+    """Ray itself would wait minutes there; the sweep tries the address first."""
+    pytest.importorskip("ray")
+    out = tmp_path / "sweep"
+    with socket.socket() as bound:  # a port that is taken but not listening: connections are refused
+        bound.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{bound.getsockname()[1]}"
+        start = time.monotonic()
+        assert sweep(out, "--backend", "ray", "--ray-address", address) == 2
+    assert time.monotonic() - start < 60
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: --ray-address {address}: no Ray cluster answers there") and "\n" not in error
+    assert "'ray start --head'" in error and "drop --ray-address to start a local one" in error
+    assert not out.exists()
+
+
+def test_ray_finding_no_cluster_is_the_same_one_line(tmp_path, monkeypatch, capsys):
+    """--ray-address auto with no cluster running: ray.init raises ConnectionError, as Ray does."""
+    ray = pytest.importorskip("ray")
+
+    def no_cluster(*args, **kwargs):
+        raise ConnectionError(
+            "Could not find any running Ray instance. Please specify the one to connect to by setting `--address` flag"
+            " or `RAY_ADDRESS` environment variable."
+        )
+
+    monkeypatch.setattr(ray, "init", no_cluster)
+    out = tmp_path / "sweep"
+    assert sweep(out, "--backend", "ray", "--ray-address", "auto") == 2
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        "error: --ray-address auto: no Ray cluster answers there (Could not find any running Ray instance): start one"
+        " with 'ray start --head' (then --ray-address auto), or drop --ray-address to start a local one"
+    )
+    assert not out.exists()
 
 
 def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path, monkeypatch, capsys):
