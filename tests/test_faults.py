@@ -244,7 +244,8 @@ def test_killing_a_sweep_kills_its_workers_and_the_next_sweep_finishes_it(refere
         workers.discard(sweep_pid)
         assert len(workers) >= 2
         os.kill(parent.pid, {"kill -9": signal.SIGKILL, "kill -INT": signal.SIGINT}.get(how, signal.SIGTERM))
-        assert wait_until(lambda: not any(alive(pid) for pid in workers), 10), "workers outlived their sweep"
+        # generous for a loaded machine: a worker that does not die with its sweep lives on forever, idle once done
+        assert wait_until(lambda: not any(alive(pid) for pid in workers), 30), "workers outlived their sweep"
         _, stderr = parent.communicate(timeout=30)
         if how in ("kill", "kill -INT"):
             assert parent.returncode == {"kill": 143, "kill -INT": 130}[how]
