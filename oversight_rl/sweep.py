@@ -216,8 +216,10 @@ def check_same_settings(sweep: SweepConfig) -> None:
         for k, v in now["train"].items()
         if k not in RUNTIME_ONLY and before["train"].get(k) != v
     ]
-    if before.get("method_settings", {}) != now["method_settings"]:
-        changed.append(f"method_settings: {before.get('method_settings', {})!r} -> {now['method_settings']!r}")
+    mine, theirs = now["method_settings"], before.get("method_settings", {})
+    changed += [
+        f"{m}'s settings: {theirs[m]!r} -> {mine[m]!r}" for m in mine.keys() & theirs.keys() if mine[m] != theirs[m]
+    ]
     if changed:
         raise ValueError(
             f"--out {sweep.out} holds a sweep with other training settings ({'; '.join(changed)}); "
@@ -621,7 +623,10 @@ def run_locked(sweep: SweepConfig, backend, progress: bool) -> SweepReport:
     """:func:`run_sweep` once its directory is locked."""
     sweep_dir = Path(sweep.out)
     check_same_settings(sweep)  # again: another sweep may have written sweep.json meanwhile
-    write_json(sweep_dir / SWEEP_JSON, sweep_record(sweep))
+    record, path = sweep_record(sweep), sweep_dir / SWEEP_JSON
+    earlier = read_json(path).get("method_settings", {}) if path.exists() else {}
+    record["method_settings"] = {**earlier, **record["method_settings"]}  # methods of earlier invocations stay checked
+    write_json(path, record)
     jobs, finished = plan(sweep)
     report = SweepReport(skipped=finished)
     total = len(finished) + sum(len(job.run_dirs) for job in jobs)

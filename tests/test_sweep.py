@@ -465,3 +465,18 @@ def test_an_unimportable_method_is_refused_before_any_work(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: --method no_such_module:THING: cannot import it") and "\n" not in error
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_tuned_sweep_may_add_methods_but_not_change_one_s_settings(tmp_path):
+    """--preset tuned keeps each method's settings in sweep.json: a later invocation may train more methods."""
+    out = tmp_path / "tuned"
+    out.mkdir()
+
+    def tuned(**method_settings) -> sweep_module.SweepConfig:
+        return sweep_module.SweepConfig(methods=tuple(method_settings), out=str(out), method_settings=method_settings)
+
+    first = tuned(routing={"lr": 0.002})
+    sweep_module.write_json(out / "sweep.json", sweep_module.sweep_record(first))
+    sweep_module.check_same_settings(tuned(routing={"lr": 0.002}, naive={"lr": 0.001}))
+    with pytest.raises(ValueError, match="routing's settings"):
+        sweep_module.check_same_settings(tuned(routing={"lr": 0.003}, naive={"lr": 0.001}))
