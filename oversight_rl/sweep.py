@@ -24,37 +24,26 @@ Backends:
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import multiprocessing
-import os
-import signal
-import socket
-import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import product
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from tqdm.auto import tqdm
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; sweeps there run unlocked
-    fcntl = None
 
 from oversight_rl import __version__
 from oversight_rl.config import RUNTIME_SETTINGS, TrainConfig, with_overrides
 from oversight_rl.launch import train_population
 from oversight_rl.methods import METHODS, get_method
+from oversight_rl.processes import run_in_processes, sweep_lock
+from oversight_rl.ray_backend import import_ray, ray_cluster, run_on_ray
 from oversight_rl.results import (
     DONE,
     ERROR,
@@ -72,8 +61,8 @@ DEFAULT_OVERSIGHT = (0.01, 0.03, 0.1, 0.3, 1.0)
 DEFAULT_METHODS = ("routing", "filtering", "naive", "oracle")
 RUNTIME_ONLY = RUNTIME_SETTINGS
 """Training settings that may change between invocations of one sweep: they do not change what a run computes."""
-LOCK = "sweep.lock"
-"""The file a running sweep holds locked in its directory (it holds the sweep's process id)."""
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -292,234 +281,18 @@ def outcome_of(
         return record_failure(job, error)
 
 
-# ----- backends: each runs the jobs and yields each job's outcomes as it finishes ---------------------------------
+# ----- backends: each calls a function on every item and yields each item with its result as it finishes -------
+
+Backend = Callable[[Callable[[Job], list[Outcome]], list[Job]], Iterator[tuple[Job, Callable[[], list[Outcome]]]]]
 
 
-def run_serially(jobs: list[Job]) -> Iterator[list[Outcome]]:
+def run_serially(function: Callable[[T], R], items: list[T]) -> Iterator[tuple[T, Callable[[], R]]]:
     """In this process, one after the other (easy to debug and to test)."""
-    for job in jobs:
-        yield run_job(job)
+    for item in items:
+        yield item, partial(function, item)
 
 
-def run_in_processes(jobs: list[Job], workers: int) -> Iterator[list[Outcome]]:
-    """In ``workers`` fresh (spawned) processes on this machine. On Ctrl-C (or SIGTERM, within
-    :func:`sigterm_as_interrupt`), whether it reached this process alone or its whole process group (a terminal's
-    Ctrl-C), the workers stop at once and without a traceback (:func:`stop_worker`), and if this process is killed
-    they die with it (:func:`die_with_parent`); each run keeps its last checkpoint and is resumed by the next
-    invocation."""
-    before = set(multiprocessing.active_children())
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=die_with_parent,
-        initargs=(os.getpid(),),
-    )
-    try:
-        with ctrl_c_blocked():  # the pool starts its workers here: they begin with Ctrl-C blocked
-            futures = {pool.submit(run_job_in_worker, job): job for job in jobs}
-        for future in as_completed(futures):
-            yield outcome_of(futures[future], future.result, interruptions=(BrokenProcessPool,))
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        interrupt(set(multiprocessing.active_children()) - before)
-        pool.shutdown()  # the workers have exited: release the pool's queues
-        raise
-    pool.shutdown()
-
-
-@dataclass
-class WorkerState:
-    """What a pool worker's signal handler (:func:`stop_worker`) needs to know."""
-
-    job_running: bool = False
-    stopping: bool = False
-    """A signal has already interrupted the job; the worker exits once the job has unwound."""
-
-
-WORKER = WorkerState()
-"""This process's state as a pool worker (unused in the sweep's own process)."""
-
-
-def run_job_in_worker(job: Job) -> list[Outcome]:
-    """:func:`run_job` in a pool worker, which exits when stopped (:func:`stop_worker`) instead of taking the next job
-    (as pools do), and without a traceback or its exit handlers. A signal that comes after the job has ended but
-    before it is marked ended interrupts it too: the runs are finished on disk, and the next invocation skips them."""
-    try:
-        WORKER.job_running = True
-        outcomes = run_job(job)
-        WORKER.job_running = False
-    except KeyboardInterrupt as interruption:
-        os._exit(exit_status(interruption))  # after the interrupted write cleaned up its temporary file
-    return outcomes
-
-
-def stop_worker(signum: int, frame) -> None:
-    """A pool worker's handler of SIGINT and SIGTERM. Ctrl-C in a terminal, and ``timeout``, signal the whole process
-    group, so a worker gets the sweep's signal itself, and then again from the sweep (:func:`interrupt`) or from the
-    kernel when the sweep exits. Between jobs the worker exits at once. While a job runs, the first signal stops it
-    as Ctrl-C does (``KeyboardInterrupt``, or :class:`Terminated` for SIGTERM), so that its runs keep their last
-    checkpoints, and later ones are ignored while it unwinds."""
-    if not WORKER.job_running:
-        os._exit(128 + signum)
-    if WORKER.stopping:
-        return
-    WORKER.stopping = True
-    raise Terminated(f"signal {signum}") if signum == signal.SIGTERM else KeyboardInterrupt
-
-
-def exit_status(interruption: KeyboardInterrupt) -> int:
-    """What a shell reports for a process that the interruption's signal ended: 143 for SIGTERM, 130 for Ctrl-C."""
-    return 128 + (signal.SIGTERM if isinstance(interruption, Terminated) else signal.SIGINT)
-
-
-PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): the signal this process gets when its parent dies
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Pool worker initializer: the worker stops when the sweep process that started it dies, however it dies.
-
-    SIGINT and SIGTERM stop a worker quietly (:func:`stop_worker`; its run keeps its last checkpoint). On Linux the
-    kernel sends it SIGTERM when the parent dies (``PR_SET_PDEATHSIG``); everywhere, a watchdog thread sends it when
-    the parent's process id changes (the worker was orphaned), and ends the worker outright if it still runs
-    ``grace_s`` later."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, stop_worker)
-    if hasattr(signal, "pthread_sigmask"):  # blocked by the sweep while it started this worker (ctrl_c_blocked)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    threading.Thread(target=watch_parent, args=(parent_pid,), name="watch-parent", daemon=True).start()
-
-
-def watch_parent(parent_pid: int, interval_s: float = 0.5, grace_s: float = 10.0) -> None:
-    """Wait until this process's parent is no longer ``parent_pid``, then stop this process."""
-    while os.getppid() == parent_pid:
-        time.sleep(interval_s)
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(grace_s)
-    os._exit(128 + signal.SIGTERM)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C would be, so that a terminated sweep stops its workers as Ctrl-C does."""
-
-
-def terminate_as_interrupt(signum, frame) -> None:
-    raise Terminated(f"signal {signum}")
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM (``kill``, ``timeout``) raises :class:`Terminated` in the main thread."""
-    previous = signal.signal(signal.SIGTERM, terminate_as_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
-def ctrl_c_blocked() -> Iterator[None]:
-    """Within the block, SIGINT waits (it is blocked, not lost) in this thread, and the processes started here begin
-    with it blocked. A pool worker unblocks it once its own handler is installed (:func:`die_with_parent`), so that
-    Ctrl-C while it still starts (importing torch takes seconds) prints no traceback. Where signals cannot be
-    blocked (Windows), nothing changes."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def interrupt(processes: set[multiprocessing.Process], grace_s: float = 10.0) -> None:
-    """Stop the pool's workers (in case the signal reached only this process), wait for them to exit, and kill those
-    still running ``grace_s`` later (a stopping worker ignores further signals). SIGTERM stops a worker as Ctrl-C
-    does (:func:`stop_worker`), and ends one that is still starting at once and quietly (it has no handler yet)."""
-    for process in processes:
-        if process.is_alive():
-            os.kill(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
-            process.kill()
-
-
-def import_ray():
-    """Ray, imported only when the ray backend is used."""
-    try:
-        import ray
-    except ImportError as error:
-        raise ValueError("--backend ray needs Ray: pip install 'oversight-rl[ray]'") from error
-    return ray
-
-
-def run_on_ray(jobs: list[Job]) -> Iterator[list[Outcome]]:
-    """As Ray tasks of one CPU each, on the cluster :func:`ray_cluster` connected to."""
-    ray = import_ray()
-    task = ray.remote(num_cpus=1)(run_job)
-    pending = {task.remote(job): job for job in jobs}
-    try:
-        while pending:
-            (ready,), _ = ray.wait(list(pending), num_returns=1)
-            yield outcome_of(pending.pop(ready), partial(ray.get, ready))
-    except BaseException:
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        raise
-
-
-@contextmanager
-def ray_cluster(address: str | None, workers: int) -> Iterator[None]:
-    """Ray connected to the cluster at ``address``, or to a new local one with ``workers`` CPUs, until the block
-    ends (a connection made before is used and left open). ``ValueError`` when no cluster answers at ``address``."""
-    ray = import_ray()
-    if ray.is_initialized():
-        yield
-        return
-    if address:
-        connect_ray(ray, address)
-    else:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-def connect_ray(ray, address: str) -> None:
-    """``ray.init`` on the cluster at ``address``; ``ValueError`` naming it when none answers there. A ``host:port``
-    address is tried first, since Ray waits minutes for one where nothing listens."""
-    problem = unreachable(address)
-    if problem is None:
-        try:
-            ray.init(address=address, log_to_driver=False)
-        except ConnectionError as error:
-            problem = str(error).split(". ")[0].strip().rstrip(".")
-    if problem:
-        raise ValueError(
-            f"--ray-address {address}: no Ray cluster answers there ({problem}): start one with 'ray start --head'"
-            " (then --ray-address auto), or drop --ray-address to start a local one"
-        )
-
-
-def unreachable(address: str, timeout_s: float = 5.0) -> str | None:
-    """Why nothing accepts a connection at a ``host:port`` address (``ray://`` or not), or None; None also for
-    addresses Ray resolves itself (``auto``)."""
-    host, colon, port = address.removeprefix("ray://").rpartition(":")
-    if not colon or not port.isdigit():
-        return None
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-            return None
-    except OSError as error:
-        return f"nothing accepts connections at {host}:{port}: {error.strerror or error}"
-
-
-def backend_for(sweep: SweepConfig) -> Callable[[list[Job]], Iterator[list[Outcome]]]:
+def backend_for(sweep: SweepConfig) -> Backend:
     if sweep.backend == "ray":
         import_ray()  # fail before any work when Ray is missing
         return run_on_ray
@@ -571,43 +344,13 @@ class SweepReport:
         return line
 
 
-class SweepBusy(ValueError):
-    """Another sweep is running in the same directory."""
-
-
-@contextmanager
-def sweep_lock(sweep_dir: Path) -> Iterator[None]:
-    """Hold ``sweep_dir/sweep.lock`` (an ``flock`` that the kernel releases when this process ends, however it ends)
-    for the block; :class:`SweepBusy` names the process that holds it. Where there is no flock (Windows), nothing
-    is locked."""
-    if fcntl is None:
-        yield
-        return
-    path = Path(sweep_dir) / LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise SweepBusy(
-            f"--out {sweep_dir} is in use by another sweep (pid {holder}); wait for it to finish or stop it"
-        ) from None
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)
-
-
 def run_sweep(sweep: SweepConfig, progress: bool = True) -> SweepReport:
     """Validate, lock the sweep directory, write sweep.json, run every unfinished grid point, then write results.csv.
 
     Raises ``ValueError`` (before any work) for bad settings or a Ray address where no cluster answers, and
-    :class:`SweepBusy` (a ``ValueError``) while another sweep runs in the same directory. A failing run does not
-    stop the others; it is listed in ``SweepReport.failed``. Ctrl-C raises ``KeyboardInterrupt`` once the workers
-    have stopped.
+    ``SweepBusy`` (a ``ValueError``, :func:`~oversight_rl.processes.sweep_lock`) while another sweep runs in the same
+    directory. A failing run does not stop the others; it is listed in ``SweepReport.failed``. Ctrl-C raises
+    ``KeyboardInterrupt`` once the workers have stopped.
     """
     sweep.validate()
     backend = backend_for(sweep)
@@ -619,7 +362,7 @@ def run_sweep(sweep: SweepConfig, progress: bool = True) -> SweepReport:
             return run_locked(sweep, backend, progress)
 
 
-def run_locked(sweep: SweepConfig, backend, progress: bool) -> SweepReport:
+def run_locked(sweep: SweepConfig, backend: Backend, progress: bool) -> SweepReport:
     """:func:`run_sweep` once its directory is locked."""
     sweep_dir = Path(sweep.out)
     check_same_settings(sweep)  # again: another sweep may have written sweep.json meanwhile
@@ -633,7 +376,8 @@ def run_locked(sweep: SweepConfig, backend, progress: bool) -> SweepReport:
     bar = tqdm(total=total, initial=len(finished), unit="run", desc="sweep", disable=not progress)
     with bar:
         show_counts(bar, report, running=min(sweep.workers, len(jobs)))
-        for ended, outcomes in enumerate(backend(jobs), start=1):
+        for ended, (job, result) in enumerate(backend(run_job, jobs), start=1):
+            outcomes = outcome_of(job, result, interruptions=(BrokenProcessPool,))
             for outcome in outcomes:
                 report.add(outcome)
             bar.update(len(outcomes))

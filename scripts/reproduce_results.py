@@ -33,9 +33,9 @@ import sys
 
 import tyro
 
+from oversight_rl.processes import Terminated, sigterm_as_interrupt
 from oversight_rl.regenerate import regenerate
 from oversight_rl.reproduce import ReproduceConfig, default_parts, dry_run, train_parts
-from oversight_rl.sweep import Terminated, sigterm_as_interrupt
 
 
 def main(argv: list[str]) -> int:

@@ -25,8 +25,9 @@ import tyro
 
 from oversight_rl.comparison import format_table
 from oversight_rl.config import PRESET_NAMES, TrainConfig, preset_config
+from oversight_rl.processes import Terminated, sigterm_as_interrupt
 from oversight_rl.results import format_problems, gather
-from oversight_rl.sweep import SweepConfig, Terminated, run_sweep, sigterm_as_interrupt
+from oversight_rl.sweep import SweepConfig, run_sweep
 
 
 @dataclass

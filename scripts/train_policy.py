@@ -30,8 +30,8 @@ import tyro
 from oversight_rl.config import PRESET_NAMES, TrainConfig, preset_config
 from oversight_rl.launch import resume, train
 from oversight_rl.plots import plot_run
+from oversight_rl.processes import exit_status, sigterm_as_interrupt
 from oversight_rl.rundir import CHECKPOINT, create_run_dir, run_name
-from oversight_rl.sweep import exit_status, sigterm_as_interrupt
 
 TABLE_METRICS = ("true_return", "diamond_rate", "ghost_rate", "hacking_gap", "gate_auroc")
 

@@ -20,7 +20,7 @@ import torch
 from cli import load_script
 
 import oversight_rl
-from oversight_rl import sweep as sweep_module
+from oversight_rl import processes
 from oversight_rl import train as train_module
 from oversight_rl.launch import resume, train
 from oversight_rl.results import run_status
@@ -71,9 +71,11 @@ def script_command(name: str, *args: str, frozen_clock: str | None = None) -> li
     return [sys.executable, "-c", code, *args]
 
 
-def start(command: list[str], **kwargs) -> subprocess.Popen:
+def start(command: list[str], warnings: bool = False, **kwargs) -> subprocess.Popen:
+    """Start a script; with ``warnings``, Python's warnings (ignored otherwise) reach its stderr."""
+    env = {**script_env(), **({"PYTHONWARNINGS": "default"} if warnings else {})}
     return subprocess.Popen(
-        command, cwd=ROOT, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
     )
 
 
@@ -235,7 +237,7 @@ def test_killing_a_sweep_kills_its_workers_and_the_next_sweep_finishes_it(refere
     if how == "timeout" and shutil.which("timeout") is None:
         pytest.skip("no timeout command")
     out = tmp_path / "sweep"
-    parent = start(sweep_command(out, how), start_new_session=True)
+    parent = start(sweep_command(out, how), warnings=True, start_new_session=True)
     workers: set[int] = set()
     try:
         assert wait_until(lambda: every_run_has(out, when), 120), parent.stderr.read() if parent.poll() else ""
@@ -252,6 +254,9 @@ def test_killing_a_sweep_kills_its_workers_and_the_next_sweep_finishes_it(refere
     finally:
         stop(parent, workers)
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    if how in ("kill", "kill -INT"):  # the one line, and no warning (of semaphores the workers leaked)
+        resume = f"interrupted: run the same command again to resume the sweep in {out}"
+        assert stderr_lines(stderr) == [resume], stderr
     if how == "kill -9":  # the dead sweep's lock is left behind, and taken over
         assert (out / "sweep.lock").read_text().strip() == str(sweep_pid)
 
@@ -371,25 +376,25 @@ def test_an_orphaned_worker_stops_itself_where_the_kernel_does_not(monkeypatch):
     monkeypatch.setattr(time, "sleep", lambda seconds: None)
     monkeypatch.setattr(os, "_exit", exit_now)
     with pytest.raises(SystemExit) as exited:
-        sweep_module.watch_parent(100)
+        processes.watch_parent(100)
     assert sent == [(os.getpid(), signal.SIGTERM)] and exited.value.code == 128 + signal.SIGTERM
 
 
 def test_a_worker_exits_between_jobs_and_stops_a_job_once(monkeypatch):
     """A worker's signal handler: between jobs it exits at once; during a job the first signal stops the job as
     Ctrl-C does, and the later ones (from the sweep, or from the kernel as the sweep exits) let it unwind."""
-    monkeypatch.setattr(sweep_module, "WORKER", sweep_module.WorkerState())
+    monkeypatch.setattr(processes, "WORKER", processes.WorkerState())
     monkeypatch.setattr(os, "_exit", exit_now)
     with pytest.raises(SystemExit) as exited:
-        sweep_module.stop_worker(signal.SIGTERM, None)
+        processes.stop_worker(signal.SIGTERM, None)
     assert exited.value.code == 143
 
-    sweep_module.WORKER.job_running = True
+    processes.WORKER.job_running = True
     with pytest.raises(KeyboardInterrupt) as stopped:
-        sweep_module.stop_worker(signal.SIGINT, None)
-    assert not isinstance(stopped.value, sweep_module.Terminated)
+        processes.stop_worker(signal.SIGINT, None)
+    assert not isinstance(stopped.value, processes.Terminated)
     for signum in (signal.SIGINT, signal.SIGTERM):
-        assert sweep_module.stop_worker(signum, None) is None
+        assert processes.stop_worker(signum, None) is None
 
 
 def test_a_summary_that_does_not_match_the_run_files_is_resumed_not_skipped(tmp_path, capsys):
