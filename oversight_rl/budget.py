@@ -117,23 +117,28 @@ def method_ladder(train: TrainConfig, method: str, oversight: float, doublings: 
 
 
 def budget_rows(
-    sweep_dir: str | Path, train: TrainConfig, points: list[tuple[str, float, int]], ladders: dict[str, Ladder]
+    sweep_dir: str | Path,
+    train: TrainConfig,
+    points: list[tuple[str, float, int]],
+    ladders: dict[str, Ladder],
+    policy: str | None = None,
 ) -> list[dict]:
-    """One row per grid point and budget: the deployed policy's evaluation right after that budget (``status``
-    ``done``), or the run's state when it has not reached it (``missing``, ``interrupted``, ``failed``; a run need
-    not be finished for its earlier budgets to count). ``budget`` is the nominal-named budget's steps, ``env_steps``
-    the steps the run had trained (the oracle's share of it)."""
+    """One row per grid point and budget: the evaluation of ``policy`` (by default the method's deployed policy)
+    right after that budget (``status`` ``done``), or the run's state when it has not reached it (``missing``,
+    ``interrupted``, ``failed``; a run need not be finished for its earlier budgets to count). ``budget`` is the
+    nominal-named budget's steps, ``env_steps`` the steps the run had trained (the oracle's share of it)."""
     sweep_dir = Path(sweep_dir)
     rows = []
     for method, oversight, seed in points:
         run_dir = sweep_dir / run_name(method, oversight, seed)
         deployed = get_method(method).deploy
-        evaluations, status, reason = deployed_evaluations(run_dir, deployed)
+        evaluated = policy or deployed
+        evaluations, status, reason = policy_evaluations(run_dir, evaluated)
         ladder = ladders[method]
         for budget in ladder.budgets:
             steps = trained_steps(train, method, oversight, budget)
             row = {"method": method, "oversight": oversight, "seed": seed, "budget": budget}
-            row.update(budget_label=ladder.label(budget), env_steps=steps, deployed=deployed)
+            row.update(budget_label=ladder.label(budget), env_steps=steps, deployed=deployed, policy=evaluated)
             found = evaluations.get(steps)
             if found is None:
                 row.update(status=status, **dict.fromkeys(METRICS), run=run_dir.name, reason=reason)
@@ -144,8 +149,8 @@ def budget_rows(
     return rows
 
 
-def deployed_evaluations(run_dir: Path, deployed: str) -> tuple[dict[int, dict], str, str | None]:
-    """The deployed variant's eval.csv rows by env_steps, the run's state, and why eval.csv cannot be read (if)."""
+def policy_evaluations(run_dir: Path, policy: str) -> tuple[dict[int, dict], str, str | None]:
+    """The eval.csv rows of variant ``policy`` by env_steps, the run's state, and why eval.csv cannot be read (if)."""
     status = run_status(run_dir)
     path = run_dir / EVAL_CSV
     if not path.exists():
@@ -154,4 +159,4 @@ def deployed_evaluations(run_dir: Path, deployed: str) -> tuple[dict[int, dict],
         rows = read_complete_csv(path)
     except READ_ERRORS as error:
         return {}, "unreadable", f"{EVAL_CSV}: {type(error).__name__}: {error}"
-    return {int(row["env_steps"]): row for row in rows if row["policy"] == deployed}, status, None
+    return {int(row["env_steps"]): row for row in rows if row["policy"] == policy}, status, None

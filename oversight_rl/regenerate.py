@@ -8,7 +8,8 @@ kept with main-default, since their section and figure show main-default's routi
 computed from the rows the CSVs publish, kept or rebuilt, so a kept part's committed rows still count in them.
 ``force`` rebuilds every part from the runs that exist.
 
-Written into ``docs``: ``results_<part>.csv`` (one row per planned run, or per run and budget), ``results_claims.csv``,
+Written into ``docs``: ``results_<part>.csv`` (one row per planned run, or per run and budget),
+``results_budget_mixtures.csv`` (the budget part's routing runs: each policy they evaluate), ``results_claims.csv``,
 ``img/<part>/*.png``, ``img/budget.png``, and in ``results.md`` one generated section per part plus ``claims``.
 """
 
@@ -22,7 +23,7 @@ from oversight_rl import plots, report
 from oversight_rl.budget import budget_rows
 from oversight_rl.claims import CLAIM_COLUMNS, Evidence, claim_rows, claims_table
 from oversight_rl.config import TrainConfig
-from oversight_rl.methods import METHODS
+from oversight_rl.methods import METHODS, get_method
 from oversight_rl.references import reference_returns
 from oversight_rl.reproduce import Part, ReproduceConfig, command_line, run_flags, skip_reason, sweep_dir
 from oversight_rl.results import DONE, SweepResults, gather_points
@@ -30,6 +31,8 @@ from oversight_rl.rundir import read_csv
 
 RESULTS_MD = "results.md"
 CLAIMS = "claims"
+MIXTURE_POLICIES = {"trained": "trained mixture", "diamond": "Diamond expert", "ghost": "Ghost expert"}
+"""A mixture run's evaluated policies, as the budget section names them."""
 
 
 def part_results(part: Part, config: ReproduceConfig) -> SweepResults:
@@ -94,7 +97,9 @@ def ablation_section(part: Part, config: ReproduceConfig, results: SweepResults,
     return "\n".join(lines + figure_lines(figures, docs))
 
 
-def budget_section(part: Part, config: ReproduceConfig, rows: list[dict], figures: list[Path]) -> str:
+def budget_section(
+    part: Part, config: ReproduceConfig, rows: list[dict], mixtures: list[dict], figures: list[Path]
+) -> str:
     docs, labels = Path(config.docs), budget_labels(part)
     runs = [r for r in rows if r["budget_label"] == labels[-1]]
     lines = header(part, config, runs)
@@ -114,6 +119,11 @@ def budget_section(part: Part, config: ReproduceConfig, rows: list[dict], figure
         report.budget_table(rows, labels, "hacking_gap"),
         "",
     ]
+    if mixtures:
+        named = [{**row, "method": f"{row['method']}: {MIXTURE_POLICIES[row['policy']]}"} for row in mixtures]
+        for metric, where in (("ghost_rate_unoverseen", "unwatched"), ("ghost_rate_overseen", "watched")):
+            lines += [f"Ghost rate in {where} episodes of the mixture and of each expert, mean [95% CI] (seeds):", ""]
+            lines += [report.budget_table(named, labels, metric), ""]
     return "\n".join(lines + figure_lines(figures, docs))
 
 
@@ -213,14 +223,27 @@ def budget_results(part: Part, config: ReproduceConfig) -> list[dict]:
     return rows
 
 
+def mixture_results(part: Part, config: ReproduceConfig) -> list[dict]:
+    """The budget part's mixture runs (routing) as rows of each policy they evaluate: the trained mixture and each
+    expert, so that one sees whether the experts stay apart as the budget grows."""
+    points = [point for point in part.points() if get_method(point[0]).policy == "moe"]
+    return [
+        {**row, "part": part.name, "preset": part.preset}
+        for policy in MIXTURE_POLICIES
+        for row in budget_rows(sweep_dir(part, config), budget_train(part, config), points, part.ladders, policy)
+    ]
+
+
 def budget_part(part: Part, config: ReproduceConfig, rows: list[dict], references: dict, say) -> str:
-    """The budget part's CSV and figure; returns its section."""
+    """The budget part's CSVs (deployed policies; the mixture runs' every policy) and figure; returns its section."""
     docs, train = Path(config.docs), budget_train(part, config)
     csv = report.write_rows(csv_path(part, docs), rows, report.BUDGET_COLUMNS)
     longest = budget_labels(part)[-1]
     say(f"{part.name}: {report.finished_line([r for r in rows if r['budget_label'] == longest])} -> {csv}")
+    mixtures = mixture_results(part, config)
+    report.write_rows(docs / f"results_{part.slug}_mixtures.csv", mixtures, report.POLICY_BUDGET_COLUMNS)
     figures = budget_figure(rows, part, train, references, docs / "img" / "budget.png")
-    return budget_section(part, config, rows, figures)
+    return budget_section(part, config, rows, mixtures, figures)
 
 
 def claims_part(main: SweepResults, ablations: SweepResults, budget: list[dict], references: dict, docs: Path) -> str:

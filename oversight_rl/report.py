@@ -26,6 +26,8 @@ RUN_COLUMNS = (
 """Columns of a sweep's CSV: one row per planned run, its final deployed metrics empty unless it finished."""
 BUDGET_COLUMNS = (*RUN_COLUMNS[:5], "budget", "budget_label", *RUN_COLUMNS[5:])
 """Columns of the budget sweep's CSV: one row per planned run and budget."""
+POLICY_BUDGET_COLUMNS = (*BUDGET_COLUMNS[:7], "policy", *BUDGET_COLUMNS[7:])
+"""Columns of a CSV of the budget sweep's mixture runs: one row per run, budget and evaluated policy."""
 
 
 # ----- generated sections -----------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from oversight_rl.claims import (
 )
 from oversight_rl.config import TrainConfig
 from oversight_rl.launch import train, train_population
-from oversight_rl.report import BUDGET_COLUMNS, RUN_COLUMNS, replace_generated
+from oversight_rl.report import BUDGET_COLUMNS, POLICY_BUDGET_COLUMNS, RUN_COLUMNS, replace_generated
 from oversight_rl.results import SweepResults, tidy
 from oversight_rl.rundir import EVAL_CSV, TRAIN_CSV, read_csv
 from oversight_rl.stats import Interval
@@ -311,6 +311,15 @@ def test_the_command_trains_resumably_and_regenerates_the_docs_with_runs_missing
     run_eval = read_csv(root / "budget" / "routing-p0.1-s0" / EVAL_CSV)
     at_first = next(r for r in run_eval if r["policy"] == "diamond" and r["env_steps"] == 640)
     assert next(r for r in budget if r["method"] == "routing")["true_return"] == at_first["true_return"]
+    mixtures = read_csv(docs / "results_budget_mixtures.csv")  # routing's mixture and experts, oracle not
+    assert list(mixtures[0]) == list(POLICY_BUDGET_COLUMNS) and len(mixtures) == 6  # 3 policies x 2 budgets
+    for policy in ("trained", "diamond", "ghost"):
+        evaluated = [r for r in run_eval if r["policy"] == policy and r["env_steps"] in (640, 1280)]
+        mine = [r for r in mixtures if r["policy"] == policy]
+        assert [r["true_return"] for r in mine] == [r["true_return"] for r in evaluated]
+        assert all(r["method"] == "routing" and r["deployed"] == "diamond" for r in mine)
+    assert "Ghost rate in unwatched episodes of the mixture and of each expert" in text
+    assert "| routing: Ghost expert |" in text
     claims = read_csv(docs / "results_claims.csv")
     assert claims and {row["verdict"] for row in claims} <= {TOO_FEW, NO_DATA}  # 2 seeds: no verdict
 
