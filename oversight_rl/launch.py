@@ -38,6 +38,7 @@ def train_population(
     for k, resumed in enumerate(resume):  # every checkpoint loads before any fresh run writes its config.json
         if resumed:
             load_checkpoint(trainer, k)
+    trainer.start_tracking()  # before a fresh run writes: a W&B run that cannot start leaves no files behind
     for k, resumed in enumerate(resume):
         if not resumed:
             trainer.start(k)

@@ -409,17 +409,29 @@ class Trainer:
 
     # ----- the loop ----------------------------------------------------------------------------------------------
 
+    def start_tracking(self) -> None:
+        """Open the W&B run of each tracked run (``--track``) that has none yet; if one fails to start, finish those
+        opened and raise."""
+        try:
+            for k, agent in enumerate(self.agents):
+                if agent.cfg.track and agent.wandb_run is None:
+                    agent.wandb_run = start_wandb(agent.cfg, agent.run_dir, self.run_config(k))
+        except BaseException:
+            self.close_logs(failed=True)
+            raise
+
+    def close_logs(self, failed: bool = False) -> None:
+        for agent in self.agents:
+            agent.close_logs(failed)
+
     def run(self) -> list[dict]:
         """Train every agent to its budget (or early stop); return the summaries, in the order of the runs. Each
         tracked run (``--track``) is a W&B run while it trains, finished as failed if training raises."""
         try:
-            for k, agent in enumerate(self.agents):
-                if agent.cfg.track:
-                    agent.wandb_run = start_wandb(agent.cfg, agent.run_dir, self.run_config(k))
+            self.start_tracking()
             return self._train_to_budgets()
         except BaseException:
-            for agent in self.agents:
-                agent.close_logs(failed=True)
+            self.close_logs(failed=True)
             raise
 
     def _train_to_budgets(self) -> list[dict]:

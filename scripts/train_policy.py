@@ -119,6 +119,8 @@ def main(argv: list[str]) -> int:
                 print(f"run directory: {run_dir}")
                 summary = train(config, run_dir)
     except (ValueError, FileNotFoundError) as error:
+        if run_dir is not None and not args.resume and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # the run failed to start: leave no empty run directory behind
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interruption:

@@ -170,6 +170,24 @@ def test_track_without_wandb_installed_is_a_one_line_error(tmp_path, monkeypatch
     assert not list(tmp_path.glob(f"*/{CONFIG}"))  # it stops before the run writes anything
 
 
+@pytest.mark.parametrize("trainer", ["native", "sb3"])
+def test_a_wandb_run_that_cannot_start_is_a_one_line_error_and_leaves_no_run_directory(
+    offline_wandb, tmp_path, monkeypatch, capsys, trainer
+):
+    import wandb
+    from cli import load_script
+
+    def no_account(**settings):
+        raise wandb.errors.UsageError("No API key configured")
+
+    monkeypatch.setattr(wandb, "init", no_account)
+    out = tmp_path / "runs"
+    assert load_script("train_policy").main([*FLAGS, "--track", "--trainer", trainer, "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: --track: Weights & Biases could not start the run (UsageError: No API key")
+    assert "\n" not in error and list(out.iterdir()) == []
+
+
 def test_tracking_flags_are_runtime_settings_a_resume_may_change(tmp_path):
     assert {"track", "wandb_project_name", "wandb_entity"} <= set(RUNTIME_SETTINGS)
     flags = {"track": True, "wandb_project_name": "other", "wandb_entity": "team"}

@@ -205,9 +205,9 @@ def train_sb3(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> dict:
     model = make_model(cfg, method, env, run_dir)
     num_updates = cfg.num_updates(method.budget_scales_with_oversight)
     config = run_config(cfg, num_updates, env.observation_space.shape)
-    write_json(run_dir / CONFIG, config)
     recorder = RunRecorder(cfg, method, run_dir, num_updates, progress)
-    with tracking(cfg, run_dir, config) as recorder.wandb_run:
+    with tracking(cfg, run_dir, config) as recorder.wandb_run:  # first: if it cannot start, nothing is written
+        write_json(run_dir / CONFIG, config)
         model.learn(num_updates * cfg.steps_per_update, callback=recorder, progress_bar=False)  # the recorder has one
         summary = recorder.summary()
         write_json(run_dir / SUMMARY, summary)
