@@ -10,7 +10,8 @@ computed from the rows the CSVs publish, kept or rebuilt, so a kept part's commi
 
 Written into ``docs``: ``results_<part>.csv`` (one row per planned run, or per run and budget),
 ``results_budget_mixtures.csv`` (the budget part's routing runs: each policy they evaluate), ``results_claims.csv``,
-``img/<part>/*.png``, ``img/budget.png``, and in ``results.md`` one generated section per part plus ``claims``.
+``img/<part>/*.png``, ``img/budget.png``, ``img/budget_mixtures.png``, and in ``results.md`` one generated section
+per part plus ``claims``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from oversight_rl import plots, report
+from oversight_rl import budget_plots, plots, report
 from oversight_rl.budget import budget_rows
 from oversight_rl.claims import CLAIM_COLUMNS, Evidence, claim_rows, claims_table
 from oversight_rl.config import TrainConfig
@@ -243,6 +244,7 @@ def budget_part(part: Part, config: ReproduceConfig, rows: list[dict], reference
     mixtures = mixture_results(part, config)
     report.write_rows(docs / f"results_{part.slug}_mixtures.csv", mixtures, report.POLICY_BUDGET_COLUMNS)
     figures = budget_figure(rows, part, train, references, docs / "img" / "budget.png")
+    figures += mixture_figure(mixtures, part, train, docs / "img" / "budget_mixtures.png")
     return budget_section(part, config, rows, mixtures, figures)
 
 
@@ -290,7 +292,16 @@ def budget_figure(rows: list[dict], part: Part, train: TrainConfig, references: 
         return []
     note = unit_note(part, train)
     labels = budget_labels(part)
-    return [plots.plot_budget(rows, labels, path, oversight=part.oversight[0], unit_note=note, references=references)]
+    return [
+        budget_plots.plot_budget(rows, labels, path, oversight=part.oversight[0], unit_note=note, references=references)
+    ]
+
+
+def mixture_figure(rows: list[dict], part: Part, train: TrainConfig, path: Path) -> list[Path]:
+    if not any(row["status"] == DONE for row in rows):
+        return []
+    note, labels = unit_note(part, train), budget_labels(part)
+    return [budget_plots.plot_mixture_budget(rows, labels, path, oversight=part.oversight[0], unit_note=note)]
 
 
 def budget_labels(part: Part) -> list[str]:

@@ -304,3 +304,25 @@ def test_every_seed_is_drawn_beside_its_mean(name, metric):
     np.testing.assert_allclose(drawn, np.sort([row[metric] for row in results.rows if row["status"] == "done"]))
     assert plots.SEED_DOTS_NOTE in notes
     plt.close(fig)
+
+
+def test_the_mixture_budget_figure_draws_each_policys_seeds_and_mean_in_both_panels():
+    from oversight_rl.budget_plots import figure_mixture_budget
+
+    rates = {"trained": (0.5, 0.6), "diamond": (0.2, 0.4), "ghost": (0.8, 0.6)}  # (seed 0, seed 1) at budget 2M
+    rows = []
+    for (policy, (s0, s1)), label in product(rates.items(), ["1M", "2M"]):
+        for seed, value in enumerate((s0, s1) if label == "2M" else (0.5, 0.5)):
+            row = {"method": "routing", "policy": policy, "seed": seed, "budget_label": label, "status": "done"}
+            rows.append({**row, "ghost_rate_unoverseen": value, "ghost_rate_overseen": value / 2})
+    rows.append({**rows[0], "seed": 2, "status": "missing", "ghost_rate_unoverseen": None})
+    fig, notes = figure_mixture_budget(rows, ["1M", "2M"], oversight=0.1)
+    unwatched, watched = fig.axes[:2]
+    assert "ghost rate in unwatched episodes" in unwatched.get_title()
+    assert "n = 2 seeds per point" in fig._suptitle.get_text()
+    means = {tuple(np.round(line.get_ydata(), 6)) for line in unwatched.get_lines() if len(line.get_ydata()) == 2}
+    assert {(0.5, 0.55), (0.5, 0.3), (0.5, 0.7)} <= means  # each policy's mean over its two seeds, at 1M and 2M
+    halves = {tuple(np.round(line.get_ydata(), 6)) for line in watched.get_lines() if len(line.get_ydata()) == 2}
+    assert (0.25, 0.15) in halves
+    assert notes == ["1 of 13 (run, budget, policy) points not reached yet"]
+    plt.close(fig)

@@ -325,6 +325,7 @@ def test_the_command_trains_resumably_and_regenerates_the_docs_with_runs_missing
 
     img = docs / "img"
     expected = ["main-default/return_vs_oversight.png", "main-default/hacking_vs_oversight.png", "budget.png"]
+    expected += ["budget_mixtures.png"]
     expected += ["main-default/learning_curves.png", "ablations/learning_curves.png"]
     assert all((img / name).stat().st_size > 10_000 for name in expected)
     assert not (img / "paper").exists()  # nothing finished: no figure
