@@ -72,7 +72,11 @@ def script_command(name: str, *args: str, frozen_clock: str | None = None) -> li
 
 
 def start(command: list[str], warnings: bool = False, **kwargs) -> subprocess.Popen:
-    """Start a script; with ``warnings``, Python's warnings (ignored otherwise) reach its stderr."""
+    """Start a script; with ``warnings``, Python's warnings (ignored otherwise) reach its stderr. A shell starts
+    background jobs with Ctrl-C ignored, and a child inherits that (Python would never raise KeyboardInterrupt there);
+    with a handler here instead, the child starts with Ctrl-C's default."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     env = {**script_env(), **({"PYTHONWARNINGS": "default"} if warnings else {})}
     return subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
@@ -267,9 +271,9 @@ def test_killing_a_sweep_kills_its_workers_and_the_next_sweep_finishes_it(refere
     assert {row["status"] for row in read_csv(out / "results.csv")} == {"done"}
 
 
-# Routing trains 160 updates as one population of two; the oracle, its budget scaled to oversight 0.05, only 8, so
+# Routing trains 480 updates as one population of two; the oracle, its budget scaled to oversight 0.05, only 24, so
 # its worker finishes long before and waits, idle, for a job that never comes.
-IDLE_WORKER = [*FAST, "--total-env-steps", "20480", "--eval-every", "2048"]
+IDLE_WORKER = [*FAST, "--total-env-steps", "61440", "--eval-every", "2048"]  # long enough to catch it busy
 IDLE_WORKER += ["--oversight", "0.05", "--seeds", "2", "--methods", "routing", "oracle"]
 
 
@@ -311,7 +315,7 @@ def test_a_sweeps_process_group_stopped_prints_one_line_and_the_next_sweep_resum
     capsys.readouterr()
     assert sweep(out, *IDLE_WORKER, "--workers", "1") == 0
     assert "4 runs: 0 trained, 2 resumed, 2 already done, 0 failed" in capsys.readouterr().out
-    for run_dir, updates in [*((d, 160) for d in routing), *((d, 8) for d in oracle)]:  # 20480 / 128, then x 0.05
+    for run_dir, updates in [*((d, 480) for d in routing), *((d, 24) for d in oracle)]:  # 61440 / 128, then x 0.05
         assert read_json(run_dir / SUMMARY)["updates"] == updates, run_dir
         assert [row["update"] for row in read_csv(run_dir / TRAIN_CSV)] == list(range(1, updates + 1)), run_dir
     assert not temporaries(out)
