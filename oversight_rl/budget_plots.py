@@ -43,21 +43,11 @@ def figure_budget(
     method: every seed's value as a dot and the mean over seeds as the line. ``rows`` are budget rows
     (:func:`oversight_rl.budget.budget_rows`); ``labels`` the budgets' nominal names in order (1M, 2M, ...)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    x_of = {label: 2.0**j for j, label in enumerate(labels)}
     methods = list(dict.fromkeys(row["method"] for row in rows))
-    seeds: list[int] = []
-    for ax, metric in zip(axes, ("true_return", "hacking_gap"), strict=True):
-        for index, method in enumerate(methods):
-            shift = 1.04 ** (index - (len(methods) - 1) / 2)
-            mine = [row for row in rows if row["method"] == method]
-            counts = draw_vs_budget(ax, mine, metric, labels, x_of, shift, METHOD_COLORS.get(method))
-            seeds += counts if metric == "true_return" else []
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(list(x_of.values()), labels)
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xlabel("training budget (environment steps)")
+    seeds = draw_groups_vs_budget(axes[0], rows, "method", "true_return", labels, METHOD_COLORS)
+    draw_groups_vs_budget(axes[1], rows, "method", "hacking_gap", labels, METHOD_COLORS)
+    for ax in axes:
         ax.axhline(0, color="black", lw=0.5)
-        ax.grid(alpha=0.3)
     axes[0].set(ylabel="final true return", title="true return of the deployed policy")
     axes[1].set(ylabel="final hacking gap", title="hacking gap (ghost rate unwatched - watched)")
     for ax in axes:
@@ -92,22 +82,12 @@ def figure_mixture_budget(rows: list[dict], labels: list[str], oversight: float,
     in unwatched (left) and watched (right) episodes: whether the experts stay apart as training goes on. ``rows``
     are budget rows of each evaluated ``policy`` (:func:`oversight_rl.regenerate.mixture_results`)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True, sharey=True)
-    x_of = {label: 2.0**j for j, label in enumerate(labels)}
     policies = list(dict.fromkeys(row["policy"] for row in rows))
-    seeds: list[int] = []
-    panels = (("ghost_rate_unoverseen", "unwatched"), ("ghost_rate_overseen", "watched"))
-    for ax, (metric, where) in zip(axes, panels, strict=True):
-        for index, policy in enumerate(policies):
-            shift = 1.04 ** (index - (len(policies) - 1) / 2)
-            mine = [row for row in rows if row["policy"] == policy]
-            counts = draw_vs_budget(ax, mine, metric, labels, x_of, shift, VARIANT_COLORS.get(policy))
-            seeds += counts if where == "unwatched" else []
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(list(x_of.values()), labels)
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set(xlabel="training budget (environment steps)", ylim=(0, 1), title=f"ghost rate in {where} episodes")
+    seeds = draw_groups_vs_budget(axes[0], rows, "policy", "ghost_rate_unoverseen", labels, VARIANT_COLORS)
+    draw_groups_vs_budget(axes[1], rows, "policy", "ghost_rate_overseen", labels, VARIANT_COLORS)
+    for ax, where in zip(axes, ("unwatched", "watched"), strict=True):
+        ax.set(ylim=(0, 1), title=f"ghost rate in {where} episodes")
         ax.title.set_fontsize(10)
-        ax.grid(alpha=0.3)
     axes[0].set_ylabel("final ghost rate")
     names = {"trained": "trained mixture (gate on)", "diamond": "Diamond expert (deployed)", "ghost": "Ghost expert"}
     handles = [Line2D([], [], color=VARIANT_COLORS.get(p), marker="o", ms=4, label=names.get(p, p)) for p in policies]
@@ -129,6 +109,24 @@ def plot_mixture_budget(rows: list[dict], labels: list[str], path: str | Path, *
     """:func:`figure_mixture_budget` saved into ``path``."""
     fig, notes = figure_mixture_budget(rows, labels, **details)
     return save(fig, Path(path), notes)
+
+
+def draw_groups_vs_budget(ax, rows, key: str, metric: str, labels: list[str], colors: dict) -> list[int]:
+    """One line per value of ``rows``' ``key`` (method or policy), side by side on a log-2 budget axis; returns the
+    seed count of each budget drawn."""
+    x_of = {label: 2.0**j for j, label in enumerate(labels)}
+    groups = list(dict.fromkeys(row[key] for row in rows))
+    seeds: list[int] = []
+    for index, group in enumerate(groups):
+        shift = 1.04 ** (index - (len(groups) - 1) / 2)
+        mine = [row for row in rows if row[key] == group]
+        seeds += draw_vs_budget(ax, mine, metric, labels, x_of, shift, colors.get(group))
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(x_of.values()), labels)
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("training budget (environment steps)")
+    ax.grid(alpha=0.3)
+    return seeds
 
 
 def draw_vs_budget(ax, rows, metric, labels, x_of, shift, color) -> list[int]:
