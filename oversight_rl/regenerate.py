@@ -216,9 +216,13 @@ def sweep_part(part: Part, config: ReproduceConfig, results: dict[str, SweepResu
     return sweep_section(part, config, mine, figures)
 
 
-def budget_results(part: Part, config: ReproduceConfig) -> list[dict]:
-    """The budget part's rows (one per planned run and budget) as its sweep directory holds them."""
-    rows = budget_rows(sweep_dir(part, config), budget_train(part, config), part.points(), part.ladders)
+def budget_results(
+    part: Part, config: ReproduceConfig, points: list[tuple] | None = None, policy: str | None = None
+) -> list[dict]:
+    """The budget part's rows (one per planned run, or per run of ``points``, and budget) as its sweep directory holds
+    them, of each run's deployed policy or of ``policy``."""
+    points = part.points() if points is None else points
+    rows = budget_rows(sweep_dir(part, config), budget_train(part, config), points, part.ladders, policy)
     for row in rows:
         row.update(part=part.name, preset=part.preset)
     return rows
@@ -228,11 +232,7 @@ def mixture_results(part: Part, config: ReproduceConfig) -> list[dict]:
     """The budget part's mixture runs (routing) as rows of each policy they evaluate: the trained mixture and each
     expert, so that one sees whether the experts stay apart as the budget grows."""
     points = [point for point in part.points() if get_method(point[0]).policy == "moe"]
-    return [
-        {**row, "part": part.name, "preset": part.preset}
-        for policy in MIXTURE_POLICIES
-        for row in budget_rows(sweep_dir(part, config), budget_train(part, config), points, part.ladders, policy)
-    ]
+    return [row for policy in MIXTURE_POLICIES for row in budget_results(part, config, points, policy)]
 
 
 def budget_part(part: Part, config: ReproduceConfig, rows: list[dict], references: dict, say) -> str:

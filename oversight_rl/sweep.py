@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import product
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 from tqdm.auto import tqdm
 
@@ -61,8 +61,6 @@ DEFAULT_OVERSIGHT = (0.01, 0.03, 0.1, 0.3, 1.0)
 DEFAULT_METHODS = ("routing", "filtering", "naive", "oracle")
 RUNTIME_ONLY = RUNTIME_SETTINGS
 """Training settings that may change between invocations of one sweep: they do not change what a run computes."""
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass
@@ -286,10 +284,10 @@ def outcome_of(
 Backend = Callable[[Callable[[Job], list[Outcome]], list[Job]], Iterator[tuple[Job, Callable[[], list[Outcome]]]]]
 
 
-def run_serially(function: Callable[[T], R], items: list[T]) -> Iterator[tuple[T, Callable[[], R]]]:
+def run_serially(function: Callable[[Job], list[Outcome]], jobs: list[Job]) -> Iterator[tuple[Job, Callable]]:
     """In this process, one after the other (easy to debug and to test)."""
-    for item in items:
-        yield item, partial(function, item)
+    for job in jobs:
+        yield job, partial(function, job)
 
 
 def backend_for(sweep: SweepConfig) -> Backend:
