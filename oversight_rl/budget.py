@@ -99,21 +99,46 @@ def ladder_problems(train: TrainConfig, method: str, oversight: float, budgets: 
     return problems
 
 
+def ladder_unit(train: TrainConfig, method: str, oversight: float) -> int:
+    """The budget whose steps (the oracle: whose share of steps) end the first evaluation of a run of ``method``
+    with ``train``'s settings."""
+    scales = get_method(method).budget_scales_with_oversight
+    share = oversight if scales else 1.0
+    run = with_budget(train, train.total_env_steps, method=method, oversight=oversight)
+    return round(run.eval_interval(scales) * train.steps_per_update / share)
+
+
 def method_ladder(train: TrainConfig, method: str, oversight: float, doublings: int) -> Ladder:
     """The ladder that one run of ``method`` with ``train``'s settings reproduces exactly: its smallest budget is
     the budget whose (oracle: share of) steps end at the run's first evaluation; ``ValueError`` naming what breaks
     the premise (an annealed learning rate, early stopping, a budget too short for the ladder)."""
     scales = get_method(method).budget_scales_with_oversight
-    share = oversight if scales else 1.0
     run = with_budget(train, train.total_env_steps, method=method, oversight=oversight)
-    unit = round(run.eval_interval(scales) * train.steps_per_update / share)
-    ladder = Ladder(unit, doublings, nominal=train.eval_every)
+    ladder = Ladder(ladder_unit(train, method, oversight), doublings, nominal=train.eval_every)
     problems = ladder_problems(train, method, oversight, ladder.budgets)
     if trained_steps(train, method, oversight, ladder.longest) > run.trained_steps(scales):
         problems.append(f"{method}'s run of {train.total_env_steps:,} steps stops before budget {ladder.longest:,}")
     if problems:
         raise ValueError(f"no exact budget ladder for {method}: {'; '.join(problems)}")
     return ladder
+
+
+def fitting_ladders(train: TrainConfig, methods: tuple[str, ...], oversight: float) -> dict[str, Ladder]:
+    """Each method's ladder (:func:`method_ladder`) with as many doublings as every method's run of
+    ``train.total_env_steps`` reaches, so that all share the same nominal budgets."""
+
+    def reached(method: str) -> int:
+        unit = ladder_unit(train, method, oversight)
+        run = trained_steps(train, method, oversight, train.total_env_steps)
+        doublings = 0
+        while trained_steps(train, method, oversight, unit * 2**doublings) <= run:
+            doublings += 1
+        return doublings
+
+    doublings = min(reached(method) for method in methods)
+    if doublings == 0:
+        raise ValueError(f"a run of {train.total_env_steps:,} steps ends before its first evaluation")
+    return {method: method_ladder(train, method, oversight, doublings) for method in methods}
 
 
 def budget_rows(

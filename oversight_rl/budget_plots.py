@@ -1,4 +1,4 @@
-"""Figures of final values against the training budget, from the budget study's rows
+"""Figures of final values against the training budget, from a budget-ladder part's rows
 (:func:`oversight_rl.budget.budget_rows`): every method's deployed policy, and a mixture method's trained mixture
 and experts. Same conventions as :mod:`oversight_rl.plots`.
 """
@@ -38,10 +38,12 @@ def figure_budget(
     oversight: float,
     unit_note: str = "",
     references: dict | None = None,
+    setting: str = "constant learning rate",
 ):
     """Final deployed true return (left) and hacking gap (right) against the training budget (log x), one line per
     method: every seed's value as a dot and the mean over seeds as the line. ``rows`` are budget rows
-    (:func:`oversight_rl.budget.budget_rows`); ``labels`` the budgets' nominal names in order (1M, 2M, ...)."""
+    (:func:`oversight_rl.budget.budget_rows`); ``labels`` the budgets' nominal names in order (1M, 2M, ...);
+    ``setting`` names the runs' settings in the title."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     methods = list(dict.fromkeys(row["method"] for row in rows))
     seeds = draw_groups_vs_budget(axes[0], rows, "method", "true_return", labels, METHOD_COLORS)
@@ -60,7 +62,7 @@ def figure_budget(
     handles.append(Line2D([], [], color="0.3", marker=".", ls="none", label="one seed"))
     legend_outside(axes[1], handles)
     fig.suptitle(
-        f"final values against the training budget, oversight {oversight:g}, constant learning rate\n"
+        f"final values against the training budget, oversight {oversight:g}, {setting}\n"
         f"line: mean over seeds; dots: every seed; {seeds_text(seeds)}",
         fontsize=11,
     )
@@ -77,7 +79,9 @@ def figure_budget(
     return fig, notes
 
 
-def figure_mixture_budget(rows: list[dict], labels: list[str], oversight: float, unit_note: str = ""):
+def figure_mixture_budget(
+    rows: list[dict], labels: list[str], oversight: float, unit_note: str = "", setting: str = "constant learning rate"
+):
     """The ghost rate of a mixture method's trained mixture and of each expert against the training budget (log x),
     in unwatched (left) and watched (right) episodes: whether the experts stay apart as training goes on. ``rows``
     are budget rows of each evaluated ``policy`` (:func:`oversight_rl.regenerate.mixture_results`)."""
@@ -95,7 +99,7 @@ def figure_mixture_budget(rows: list[dict], labels: list[str], oversight: float,
     methods = ", ".join(dict.fromkeys(row["method"] for row in rows))
     fig.suptitle(
         f"{methods}: the trained mixture and each expert against the training budget, oversight {oversight:g}, "
-        f"constant learning rate\nline: mean over seeds; dots: every seed; {seeds_text(seeds)}",
+        f"{setting}\nline: mean over seeds; dots: every seed; {seeds_text(seeds)}",
         fontsize=11,
     )
     notes = [unit_note] if unit_note else []

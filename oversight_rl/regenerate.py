@@ -8,10 +8,10 @@ kept with main-default, since their section and figure show main-default's routi
 computed from the rows the CSVs publish, kept or rebuilt, so a kept part's committed rows still count in them.
 ``force`` rebuilds every part from the runs that exist.
 
-Written into ``docs``: ``results_<part>.csv`` (one row per planned run, or per run and budget),
-``results_budget_mixtures.csv`` (the budget part's routing runs: each policy they evaluate), ``results_claims.csv``,
-``img/<part>/*.png``, ``img/budget.png``, ``img/budget_mixtures.png``, and in ``results.md`` one generated section
-per part plus ``claims``.
+Written into ``docs``: ``results_<part>.csv`` (one row per planned run, or per run and budget in the parts reported
+against the budget: budget and paper), ``results_<part>_mixtures.csv`` (those parts' routing runs: each policy they
+evaluate), ``results_claims.csv``, ``img/<part>/*.png``, and in ``results.md`` one generated section per part plus
+``claims``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from oversight_rl import budget_plots, plots, report
 from oversight_rl.budget import budget_rows
 from oversight_rl.claims import CLAIM_COLUMNS, Evidence, claim_rows, claims_table
-from oversight_rl.config import TrainConfig
+from oversight_rl.config import TrainConfig, preset_config
 from oversight_rl.methods import METHODS, get_method
 from oversight_rl.references import reference_returns
 from oversight_rl.reproduce import Part, ReproduceConfig, command_line, run_flags, skip_reason, sweep_dir
@@ -42,8 +42,8 @@ def part_results(part: Part, config: ReproduceConfig) -> SweepResults:
 
 
 def budget_train(part: Part, config: ReproduceConfig) -> TrainConfig:
-    """The shared settings of the budget part's runs (its ladder and budget rows depend on the window only)."""
-    return dataclasses.replace(TrainConfig(), **run_flags(part, config))
+    """The shared settings of a budget-ladder part's runs (its ladder and budget rows depend on the window only)."""
+    return dataclasses.replace(preset_config(part.preset), **run_flags(part, config))
 
 
 def ablation_results(main: SweepResults, ablations: SweepResults, oversight: float = 0.1) -> SweepResults:
@@ -134,20 +134,22 @@ def budget_section(
 def regenerate(parts: dict[str, Part], config: ReproduceConfig, say: Callable[[str], None] = print) -> Path:
     """Rewrite every part's CSV, figures and section of results.md, and the claims, from the runs that exist; a part
     with fewer finished runs here than its committed CSV holds is kept as committed (unless ``config.force``)."""
-    docs, budget = Path(config.docs), parts["budget"]
+    docs = Path(config.docs)
     results = {name: part_results(part, config) for name, part in parts.items() if part.ladders is None}
-    budget_here, train = budget_results(budget, config), budget_train(budget, config)
-    finished = {name: finished_count(r.rows) for name, r in results.items()} | {"budget": finished_count(budget_here)}
+    ladder_rows = {name: budget_results(part, config) for name, part in parts.items() if part.ladders is not None}
+    finished = {name: finished_count(r.rows) for name, r in results.items()}
+    finished |= {name: finished_count(rows) for name, rows in ladder_rows.items()}
     kept = set() if config.force else kept_parts(parts, config, finished, say)
     sections = {name: sweep_part(parts[name], config, results, say) for name in results if name not in kept}
-    references = reference_returns(train.env, train.gamma) or {}
-    if "budget" not in kept:
-        sections["budget"] = budget_part(budget, config, budget_here, references, say)
+    for name, rows in ladder_rows.items():
+        if name not in kept:
+            sections[name] = budget_part(parts[name], config, rows, say)
     main, ablations = (
         SweepResults(published(parts[name], docs, kept, results[name].rows)) for name in ("main-default", "ablations")
     )
-    budget_published = published(budget, docs, kept, budget_here)
-    sections[CLAIMS] = claims_part(main, ablations, budget_published, references, docs)
+    budget = parts["budget"]
+    budget_published = published(budget, docs, kept, ladder_rows["budget"])
+    sections[CLAIMS] = claims_part(main, ablations, budget_published, part_references(budget, config), docs)
     ordered = {name: sections[name] for name in (CLAIMS, *parts) if name in sections}
     path = report.update_generated(docs / RESULTS_MD, ordered)
     say(f"tables: {path}")
@@ -219,8 +221,8 @@ def sweep_part(part: Part, config: ReproduceConfig, results: dict[str, SweepResu
 def budget_results(
     part: Part, config: ReproduceConfig, points: list[tuple] | None = None, policy: str | None = None
 ) -> list[dict]:
-    """The budget part's rows (one per planned run, or per run of ``points``, and budget) as its sweep directory holds
-    them, of each run's deployed policy or of ``policy``."""
+    """A budget-ladder part's rows (one per planned run, or per run of ``points``, and budget) as its sweep directory
+    holds them, of each run's deployed policy or of ``policy``."""
     points = part.points() if points is None else points
     rows = budget_rows(sweep_dir(part, config), budget_train(part, config), points, part.ladders, policy)
     for row in rows:
@@ -229,22 +231,30 @@ def budget_results(
 
 
 def mixture_results(part: Part, config: ReproduceConfig) -> list[dict]:
-    """The budget part's mixture runs (routing) as rows of each policy they evaluate: the trained mixture and each
+    """A budget-ladder part's mixture runs (routing) as rows of each policy they evaluate: the trained mixture and each
     expert, so that one sees whether the experts stay apart as the budget grows."""
     points = [point for point in part.points() if get_method(point[0]).policy == "moe"]
     return [row for policy in MIXTURE_POLICIES for row in budget_results(part, config, points, policy)]
 
 
-def budget_part(part: Part, config: ReproduceConfig, rows: list[dict], references: dict, say) -> str:
-    """The budget part's CSVs (deployed policies; the mixture runs' every policy) and figure; returns its section."""
+def part_references(part: Part, config: ReproduceConfig) -> dict:
+    """The reference policies' true returns in the environment of ``part``'s runs (empty where there are none)."""
+    train = budget_train(part, config)
+    return reference_returns(train.env, train.gamma) or {}
+
+
+def budget_part(part: Part, config: ReproduceConfig, rows: list[dict], say) -> str:
+    """A budget-ladder part's CSVs (deployed policies; the mixture runs' every policy) and figures; returns its
+    section."""
     docs, train = Path(config.docs), budget_train(part, config)
     csv = report.write_rows(csv_path(part, docs), rows, report.BUDGET_COLUMNS)
     longest = budget_labels(part)[-1]
     say(f"{part.name}: {report.finished_line([r for r in rows if r['budget_label'] == longest])} -> {csv}")
     mixtures = mixture_results(part, config)
     report.write_rows(docs / f"results_{part.slug}_mixtures.csv", mixtures, report.POLICY_BUDGET_COLUMNS)
-    figures = budget_figure(rows, part, train, references, docs / "img" / "budget.png")
-    figures += mixture_figure(mixtures, part, train, docs / "img" / "budget_mixtures.png")
+    img = docs / "img" / part.name
+    figures = budget_figure(rows, part, train, part_references(part, config), img / "return_vs_budget.png")
+    figures += mixture_figure(mixtures, part, train, img / "experts_vs_budget.png")
     return budget_section(part, config, rows, mixtures, figures)
 
 
@@ -290,18 +300,20 @@ def learning_curves(results: SweepResults, out: Path) -> list[Path]:
 def budget_figure(rows: list[dict], part: Part, train: TrainConfig, references: dict, path: Path) -> list[Path]:
     if not any(row["status"] == DONE for row in rows):
         return []
-    note = unit_note(part, train)
-    labels = budget_labels(part)
-    return [
-        budget_plots.plot_budget(rows, labels, path, oversight=part.oversight[0], unit_note=note, references=references)
-    ]
+    details = dict(oversight=part.oversight[0], unit_note=unit_note(part, train), setting=setting(part))
+    return [budget_plots.plot_budget(rows, budget_labels(part), path, references=references, **details)]
 
 
 def mixture_figure(rows: list[dict], part: Part, train: TrainConfig, path: Path) -> list[Path]:
     if not any(row["status"] == DONE for row in rows):
         return []
-    note, labels = unit_note(part, train), budget_labels(part)
-    return [budget_plots.plot_mixture_budget(rows, labels, path, oversight=part.oversight[0], unit_note=note)]
+    details = dict(oversight=part.oversight[0], unit_note=unit_note(part, train), setting=setting(part))
+    return [budget_plots.plot_mixture_budget(rows, budget_labels(part), path, **details)]
+
+
+def setting(part: Part) -> str:
+    """A budget-ladder part's settings, as its figures' titles name them."""
+    return f"{part.preset} preset, constant learning rate"
 
 
 def budget_labels(part: Part) -> list[str]:

@@ -14,8 +14,10 @@ budget          10% oversight, constant learning rate, the 4 methods x 5 seeds, 
                 the oracle's is 983,040, of which it trains 12 windows)
 ablations       10% oversight, no_routing constant_gate naive_early_stop x 10 seeds (routing and naive at 10% come
                 from main-default)
-paper           ``--preset paper``, 10% oversight, the 4 methods x 3 seeds, at ``--paper-env-steps`` (default
-                32,768,000: 2,000 of the paper's 20,000 updates)
+paper           ``--preset paper``, 10% oversight, the 4 methods x 3 seeds, one run each at ``--paper-env-steps``
+                (default 32,768,000: 2,000 of the paper's 20,000 updates); the paper's learning rate is constant,
+                so like the budget part it reports final values at each budget of the ladder 1M, 2M, ... that its
+                runs reach, and a run on its way counts at the budgets it has passed
 paper-full      ``--preset paper`` at the paper's own budget (327,680,000 steps), 5 levels x 4 methods x 3 seeds;
                 not in the default ``--parts`` (16.2G agent-env-steps; run it on a GPU with
                 ``--parts paper-full --device cuda``)
@@ -34,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from oversight_rl.budget import Ladder, method_ladder
+from oversight_rl.budget import Ladder, fitting_ladders, method_ladder
 from oversight_rl.config import PAPER, TrainConfig, preset_config, tuned_config, with_overrides
 from oversight_rl.methods import get_method
 from oversight_rl.sweep import DEFAULT_METHODS, DEFAULT_OVERSIGHT, SweepConfig, SweepReport, run_sweep
@@ -45,6 +47,7 @@ DEFAULT_PARTS: tuple[str, ...] = PART_NAMES[:-1]
 PINNED = {"env_backend": "torch", "eval_envs": 2048}
 """Settings of every run of every part."""
 PAPER_ENV_STEPS = 2_000 * PAPER["num_envs"] * PAPER["num_steps"]
+PAPER_EVAL_EVERY = 1_000_000
 ABLATIONS = ("no_routing", "constant_gate", "naive_early_stop")
 BUDGET_OVERSIGHT, BUDGET_SEEDS, BUDGET_DOUBLINGS = 0.1, 5, 6
 BUDGET = {"anneal_lr": False, "total_env_steps": 32_000_000, "eval_every": 1_000_000}
@@ -85,7 +88,11 @@ class ReproduceConfig:
             (not unknown, f"--parts must be among {', '.join(PART_NAMES)}, got {unknown[0] if unknown else ''!r}"),
             (self.workers >= 1, f"--workers must be >= 1, got {self.workers}"),
             (self.population_size >= 1, f"--population-size must be >= 1, got {self.population_size}"),
-            (self.paper_env_steps >= 1, f"--paper-env-steps must be >= 1, got {self.paper_env_steps}"),
+            (
+                self.paper_env_steps >= PAPER_EVAL_EVERY,
+                f"--paper-env-steps must be >= {PAPER_EVAL_EVERY:,} (the paper part's evaluation interval), got"
+                f" {self.paper_env_steps:,}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -99,7 +106,8 @@ class Part:
     Attributes:
         settings: training settings over the preset (and over :data:`PINNED`), shared by every run of the part.
         directory: the sweep directory's name under ``root``; empty means ``name``.
-        ladders: each method's budgets read from its runs (the budget part only; see :mod:`oversight_rl.budget`).
+        ladders: each method's budgets read from its runs (parts whose runs have a constant learning rate, reported
+            against the budget: budget and paper; see :mod:`oversight_rl.budget`).
     """
 
     name: str
@@ -122,9 +130,14 @@ class Part:
         return [(m, float(p), s) for m in self.methods for p in self.oversight for s in range(self.seeds)]
 
 
+def part_base(preset: str, settings: dict) -> TrainConfig:
+    """A part's shared run settings: ``preset``, pinned, with ``settings`` over it."""
+    return with_overrides(preset_config(preset), **PINNED, **settings)
+
+
 def budget_base() -> TrainConfig:
     """The budget part's settings: the default preset, pinned, constant learning rate, 32M steps."""
-    return with_overrides(preset_config("default"), **PINNED, **BUDGET)
+    return part_base("default", BUDGET)
 
 
 def budget_ladders(train: TrainConfig, methods: tuple[str, ...]) -> dict[str, Ladder]:
@@ -138,6 +151,7 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
     main = dict(oversight=DEFAULT_OVERSIGHT, methods=DEFAULT_METHODS, seeds=10)
     paper = dict(preset="paper", methods=DEFAULT_METHODS, seeds=3)
     steps = config.paper_env_steps
+    paper_settings = {"total_env_steps": steps, "eval_every": PAPER_EVAL_EVERY}
     parts = [
         Part("main-default", "every method at every oversight level, default settings", **main),
         Part(
@@ -155,11 +169,13 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
         Part("ablations", "ablations at 10% oversight", (0.1,), ABLATIONS, 10),
         Part(
             "paper",
-            f"the paper's settings at 10% oversight, {steps:,} steps",
+            f"the paper's settings (constant learning rate) at 10% oversight: final values against the budget, up"
+            f" to {steps:,} steps",
             (0.1,),
             **paper,
-            settings={"total_env_steps": steps, "eval_every": 1_000_000},
+            settings=paper_settings,
             directory=f"paper-{steps / 1e6:.4g}M",
+            ladders=fitting_ladders(part_base("paper", paper_settings), DEFAULT_METHODS, 0.1),
         ),
         Part(
             "paper-full",

@@ -15,10 +15,12 @@ every run on --env-backend torch with --eval-envs 2048):
                   its evaluation right after 1M, 2M, ..., 32M steps is the final evaluation at that budget
                   (1M is 983,040 steps: whole windows, also for the oracle's 10%)
     ablations     10% oversight, no_routing constant_gate naive_early_stop x 10 seeds
-    paper         --preset paper, 10% oversight, 4 methods x 3 seeds, --paper-env-steps (default 32,768,000)
+    paper         --preset paper, 10% oversight, 4 methods x 3 seeds, --paper-env-steps (default 32,768,000);
+                  its learning rate is constant, so it is read like budget: final values at 1M, 2M, ... as far
+                  as its runs have come
     paper-full    --preset paper at 327,680,000 steps, 5 levels x 4 methods x 3 seeds (not in the default --parts)
 
-Then, whatever finished: docs/results_<part>.csv, docs/results_claims.csv, docs/img/<part>/*.png, docs/img/budget.png
+Then, whatever finished: docs/results_<part>.csv, docs/results_claims.csv, docs/img/<part>/*.png
 and the generated sections of docs/results.md (between <!-- generated: NAME --> and <!-- end generated -->; the text
 around them is kept). Missing runs are counted, never a failure. A part whose committed CSV holds more finished runs
 than its sweep directory has here (a fresh clone has no sweeps) is kept as committed, with one line saying so, and so

@@ -128,6 +128,22 @@ def test_each_method_s_ladder_ends_at_its_run_s_evaluations_and_the_nominal_one_
         method_ladder(dataclasses.replace(base, total_env_steps=16_000_000), "routing", 0.1, 6)
 
 
+def test_the_paper_part_reports_every_budget_its_runs_reach():
+    """The paper's learning rate is constant, so its part is read like the budget part: one ladder per method, as
+    long as the runs' budget reaches (the default 32,768,000 steps reach 32M; 16,384,000 reach 16M)."""
+    paper = reproduce.default_parts(reproduce.ReproduceConfig())["paper"]
+    # 512 x 32 windows: a run evaluates every round(1M / 16384) = 61 windows, the oracle every 6 of its share
+    assert paper.ladders["routing"] == paper.ladders["naive"] == Ladder(999_424, 6)
+    assert paper.ladders["oracle"] == Ladder(983_040, 6)
+    half = reproduce.default_parts(reproduce.ReproduceConfig(paper_env_steps=16_384_000))["paper"]
+    assert {ladder.doublings for ladder in half.ladders.values()} == {5}
+    base = reproduce.part_base("paper", paper.settings)
+    for method, ladder in paper.ladders.items():
+        assert not ladder_problems(base, method, 0.1, ladder.budgets), method
+    with pytest.raises(ValueError, match="--paper-env-steps must be >= 1,000,000"):
+        reproduce.ReproduceConfig(paper_env_steps=999_999).validate()
+
+
 # ----- verdicts ---------------------------------------------------------------------------------------------------
 
 
@@ -324,8 +340,8 @@ def test_the_command_trains_resumably_and_regenerates_the_docs_with_runs_missing
     assert claims and {row["verdict"] for row in claims} <= {TOO_FEW, NO_DATA}  # 2 seeds: no verdict
 
     img = docs / "img"
-    expected = ["main-default/return_vs_oversight.png", "main-default/hacking_vs_oversight.png", "budget.png"]
-    expected += ["budget_mixtures.png"]
+    expected = ["main-default/return_vs_oversight.png", "main-default/hacking_vs_oversight.png"]
+    expected += ["budget/return_vs_budget.png", "budget/experts_vs_budget.png"]
     expected += ["main-default/learning_curves.png", "ablations/learning_curves.png"]
     assert all((img / name).stat().st_size > 10_000 for name in expected)
     assert not (img / "paper").exists()  # nothing finished: no figure
