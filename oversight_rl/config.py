@@ -7,7 +7,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args, get_origin, get_type_hints
 
 import torch
 
@@ -49,6 +49,10 @@ class TrainConfig:
     """Hidden units per layer of each expert, the gate and the value network (the paper: 256)."""
     depth: int = 2
     """Hidden layers per expert and in the value network (the paper: 2)."""
+    expert_heads: Literal["shared", "separate"] = "shared"
+    """Output layer of a mixture policy. shared: one layer after the gated mix of the experts' features (the
+    paper's), trained by every episode. separate: one per expert, the gate mixing their logits, each routed with
+    its expert."""
 
     lr: float = 1e-3
     """Adam learning rate."""
@@ -178,6 +182,7 @@ class TrainConfig:
                 "in [1, num_envs*num_steps]",
             ),
             *self.loss_checks(),
+            *self.choice_checks(),
             ("early-stop-patience", self.early_stop_patience >= 0, ">= 0"),
             ("eval-every", self.eval_every >= 1, ">= 1"),
             ("eval-envs", self.eval_envs >= 1, ">= 1"),
@@ -195,6 +200,17 @@ class TrainConfig:
         self.validate_env()
         self.validate_device()
         self.validate_trainer()
+
+    def choice_checks(self) -> list[tuple[str, bool, str]]:
+        """Each setting with a fixed set of values holds one of them (the command line enforces it; Python does not)."""
+        hints = get_type_hints(type(self))
+        checks = []
+        for f in dataclasses.fields(self):
+            if get_origin(hints[f.name]) is Literal:
+                choices = get_args(hints[f.name])
+                allowed = "one of " + ", ".join(map(repr, choices))
+                checks.append((f.name.replace("_", "-"), getattr(self, f.name) in choices, allowed))
+        return checks
 
     def loss_checks(self) -> list[tuple[str, bool, str]]:
         """The checks of the loss settings, by the ranges :class:`~oversight_rl.losses.LossCoefs` declares."""
@@ -243,8 +259,6 @@ class TrainConfig:
 
     def validate_trainer(self) -> None:
         """Raise ``ValueError`` naming --trainer and the flag it cannot serve."""
-        if self.trainer not in ("native", "sb3"):
-            raise ValueError(f"--trainer must be native or sb3, got {self.trainer!r}")
         if self.trainer == "native":
             return
         if self.algo != "ppo":
@@ -253,6 +267,8 @@ class TrainConfig:
             raise ValueError(
                 f"--trainer sb3 does not support --method {self.method} (early stopping); use --trainer native"
             )
+        if self.expert_heads != "shared":
+            raise ValueError("--trainer sb3 supports --expert-heads shared only; use --trainer native")
 
 
 def finite(value) -> bool:

@@ -86,13 +86,22 @@ def _route(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 class MoEPolicy(ActorCritic):
     """Diamond and Ghost experts mixed by a gate, ``h = g*diamond + (1-g)*ghost``, then a shared output layer.
 
-    With ``constant_gate`` set, ``g`` is that constant and the gate has no parameters.
+    With ``constant_gate`` set, ``g`` is that constant and the gate has no parameters. With ``separate_heads``, each
+    expert has its own output layer (``head`` is the Diamond's, ``ghost_head`` the Ghost's) and the gate mixes their
+    logits, ``g*head(diamond) + (1-g)*ghost_head(ghost)``; routing then keeps an episode's gradient out of the other
+    expert's output layer too, which a shared layer receives from every episode.
     """
 
     variants = ("trained", *EXPERTS)
 
     def __init__(
-        self, obs_dim: int, width: int = 64, depth: int = 2, num_actions: int = 4, constant_gate: float | None = None
+        self,
+        obs_dim: int,
+        width: int = 64,
+        depth: int = 2,
+        num_actions: int = 4,
+        constant_gate: float | None = None,
+        separate_heads: bool = False,
     ):
         super().__init__(obs_dim, width, depth, num_actions)
         self.diamond = mlp(obs_dim, width, depth)
@@ -101,6 +110,8 @@ class MoEPolicy(ActorCritic):
         self.gate_net = (
             None if constant_gate is not None else nn.Sequential(mlp(obs_dim, width, 1), nn.Linear(width, 1))
         )
+        # made last, so that every other layer starts as it does with a shared head
+        self.ghost_head = nn.Linear(width, num_actions) if separate_heads else None
 
     def trunk(self, obs: torch.Tensor) -> Trunk:
         flat = obs.flatten(1)
@@ -113,13 +124,19 @@ class MoEPolicy(ActorCritic):
 
     def logits(self, trunk: Trunk, route: RouteMasks | None = None, steer: str | None = None) -> torch.Tensor:
         diamond, ghost = trunk.experts
+        if self.ghost_head is not None:  # each expert's own output layer, routed with it below
+            diamond, ghost = self.head(diamond), self.ghost_head(ghost)
         if steer is not None:
-            return self.head(diamond if steer == "diamond" else ghost)
+            return self.readout(diamond if steer == "diamond" else ghost)
         g = torch.sigmoid(trunk.gate_logit)
         if route is not None:
             diamond, ghost, g = _route(diamond, route.diamond), _route(ghost, route.ghost), _route(g, route.gate)
         g = g.unsqueeze(-1)
-        return self.head(g * diamond + (1 - g) * ghost)
+        return self.readout(g * diamond + (1 - g) * ghost)
+
+    def readout(self, x: torch.Tensor) -> torch.Tensor:
+        """The shared output layer; nothing when each expert has its own, already applied."""
+        return self.head(x) if self.ghost_head is None else x
 
     def expert(self, name: str) -> SteeredPolicy:
         if name not in EXPERTS:
@@ -152,10 +169,17 @@ def variant_policy(policy: ActorCritic, variant: str) -> nn.Module:
     return policy if variant == "trained" else policy.expert(variant)
 
 
-def make_policy(kind: str, obs_dim: int, width: int, depth: int, constant_gate: float | None = None) -> ActorCritic:
-    """Build the policy a method names: ``"moe"`` or ``"single"``."""
+def make_policy(
+    kind: str,
+    obs_dim: int,
+    width: int,
+    depth: int,
+    constant_gate: float | None = None,
+    separate_heads: bool = False,
+) -> ActorCritic:
+    """Build the policy a method names: ``"moe"`` or ``"single"`` (which ignores the mixture's options)."""
     if kind == "moe":
-        return MoEPolicy(obs_dim, width, depth, constant_gate=constant_gate)
+        return MoEPolicy(obs_dim, width, depth, constant_gate=constant_gate, separate_heads=separate_heads)
     if kind == "single":
         return SingleExpertPolicy(obs_dim, width, depth)
     raise ValueError(f"policy kind must be 'moe' or 'single', got {kind!r}")

@@ -59,7 +59,8 @@ PER_AGENT = ("seed", "oversight")
 
 
 def build_policy(cfg: TrainConfig, method: Method, obs_shape: tuple[int, ...]) -> ActorCritic:
-    return make_policy(method.policy, int(np.prod(obs_shape)), cfg.width, cfg.depth, method.constant_gate)
+    separate = cfg.expert_heads == "separate"
+    return make_policy(method.policy, int(np.prod(obs_shape)), cfg.width, cfg.depth, method.constant_gate, separate)
 
 
 def per_agent(x: torch.Tensor) -> torch.Tensor:

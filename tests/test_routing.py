@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from oversight_rl.labels import Route
+from oversight_rl.labels import Route, route_masks
 from oversight_rl.losses import Batch, LossCoefs, filtered_loss, policy_gradient_loss, routed_loss
 from oversight_rl.methods import METHODS
 from oversight_rl.policies import MoEPolicy, SingleExpertPolicy, SteeredPolicy, Trunk
@@ -198,7 +198,6 @@ def test_routing_matches_an_explicit_mixture():
     """Routing changes where gradient flows, never the forward value: routed logits equal the plain mixture."""
     policy = moe()
     obs = torch.randn(6, OBS_DIM, dtype=torch.float64).abs()
-    from oversight_rl.labels import route_masks
 
     trunk = policy.trunk(obs)
     diamond, ghost = trunk.experts
@@ -457,3 +456,41 @@ def test_advantage_normalization_by_hand():
     # mean 1, sample std sqrt(8): normalized advantages are +-1/sqrt(2).
     a = 2.0 / math.sqrt(8.0)
     assert metrics["losses/policy"] == pytest.approx(-(a * math.log(0.25) - a * math.log(0.4)) / 2, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Separate output layers: routing reaches each expert's own head only
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("route", "nonzero", "exactly_zero"),
+    [
+        (D, ("diamond", "head", "critic"), ("ghost", "ghost_head", "gate_net")),
+        (G, ("ghost", "ghost_head", "critic"), ("diamond", "head", "gate_net")),
+        (B, ("diamond", "ghost", "head", "ghost_head", "gate_net", "critic"), ()),
+    ],
+    ids=["diamond", "ghost", "both"],
+)
+def test_separate_heads_keep_a_labeled_episode_out_of_the_other_expert_s_head(obs_batch, route, nonzero, exactly_zero):
+    """With a shared head a Ghost-routed episode trains the layer the Diamond expert deploys with
+    (test_routed_loss_reaches_only_the_routed_expert); with separate heads it does not."""
+    policy = moe(separate_heads=True)
+    batch = make_batch(policy, obs_batch, [route] * len(obs_batch))
+    loss, _ = routed_loss(batch, policy, coefs(gate=0.0))
+    assert_flow(grads(policy, loss), nonzero, exactly_zero)
+
+
+def test_separate_heads_mix_the_experts_logits_and_start_like_a_shared_head(obs_batch):
+    shared, separate = moe(), moe(separate_heads=True)
+    for name, param in shared.named_parameters():  # the same seed draws every shared layer alike
+        torch.testing.assert_close(separate.get_parameter(name), param, rtol=0, atol=0)
+    obs = obs_batch.double()
+    trunk = separate.trunk(obs)
+    diamond, ghost = separate.head(trunk.experts[0]), separate.ghost_head(trunk.experts[1])
+    g = torch.sigmoid(trunk.gate_logit).unsqueeze(-1)
+    torch.testing.assert_close(separate(obs), g * diamond + (1 - g) * ghost)
+    torch.testing.assert_close(separate.logits(trunk, route_masks(torch.tensor([D, G, B] * 4))), separate(obs))
+    torch.testing.assert_close(separate.expert("diamond")(obs), diamond)
+    torch.testing.assert_close(separate.expert("ghost")(obs), ghost)
+    assert not torch.allclose(separate(obs), shared(obs))

@@ -311,6 +311,8 @@ def test_trainer_sb3_rejects_what_it_cannot_do():
         TrainConfig(trainer="sb3", method="naive_early_stop").validate()
     with pytest.raises(ValueError, match="--trainer sb3.*--algo"):
         TrainConfig(trainer="sb3", algo="reinforce").validate()
+    with pytest.raises(ValueError, match="--trainer sb3 supports --expert-heads shared only"):
+        TrainConfig(trainer="sb3", expert_heads="separate").validate()
 
 
 def test_trainer_sb3_writes_a_run_directory_that_load_policy_reads(tmp_path, tiny_cfg, observations):

@@ -304,6 +304,8 @@ def test_load_policy_rejects_bad_variant_and_missing_run(trained, tmp_path):
         ("gamma", 2.0, "--gamma"),
         ("num_minibatches", 10**6, "--num-minibatches"),
         ("device", "tpu", "--device"),
+        ("expert_heads", "both", "--expert-heads"),
+        ("filtering", "all", "--filtering"),
     ],
 )
 def test_config_validation_names_the_flag(field, value, flag):
