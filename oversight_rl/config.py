@@ -117,9 +117,11 @@ class TrainConfig:
 
     @classmethod
     def from_saved(cls, saved: dict) -> TrainConfig:
-        """The settings recorded in a run's config.json (which also holds fields that are not settings); settings
-        it lacks keep their defaults (:meth:`missing_settings` says which)."""
-        return cls(**{f.name: saved[f.name] for f in dataclasses.fields(cls) if f.name in saved})
+        """The settings recorded in a run's config.json (which also holds fields that are not settings); a setting
+        added since takes the value that computes what the run did (:data:`ADDED_SETTINGS`), others they lack keep
+        their defaults (:meth:`missing_settings` says which)."""
+        recorded = {f.name: saved[f.name] for f in dataclasses.fields(cls) if f.name in saved}
+        return cls(**{**ADDED_SETTINGS, **recorded})
 
     def env_settings(self) -> dict:
         """``env_kwargs`` plus the oversight level: every keyword the environments are made with."""
@@ -127,8 +129,8 @@ class TrainConfig:
 
     @classmethod
     def missing_settings(cls, saved: dict) -> list[str]:
-        """The settings a run's config.json lacks."""
-        return [f.name for f in dataclasses.fields(cls) if f.name not in saved]
+        """The settings a run's config.json lacks, but those added since it was written (:data:`ADDED_SETTINGS`)."""
+        return [f.name for f in dataclasses.fields(cls) if f.name not in saved and f.name not in ADDED_SETTINGS]
 
     def loss_settings(self) -> dict:
         """The settings the loss's coefficients are taken from (:data:`oversight_rl.losses.LOSS_SETTINGS`), by name."""
@@ -278,6 +280,9 @@ def finite(value) -> bool:
 
 RUNTIME_SETTINGS = ("device", "threads", "tensorboard", "track", "wandb_project_name", "wandb_entity")
 """Settings that do not change what a run computes: a resumed run or sweep may take new values for them."""
+ADDED_SETTINGS = {"expert_heads": "shared"}
+"""Settings added after runs were recorded, each with the value that computes what the older code did: a run or
+sweep recorded without one is read, and resumed, with that value."""
 
 
 PAPER = dict(

@@ -39,7 +39,7 @@ from typing import Literal
 from tqdm.auto import tqdm
 
 from oversight_rl import __version__
-from oversight_rl.config import RUNTIME_SETTINGS, TrainConfig, with_overrides
+from oversight_rl.config import ADDED_SETTINGS, RUNTIME_SETTINGS, TrainConfig, with_overrides
 from oversight_rl.launch import train_population
 from oversight_rl.methods import METHODS, get_method
 from oversight_rl.processes import run_in_processes, sweep_lock
@@ -193,15 +193,17 @@ def sweep_record(sweep: SweepConfig) -> dict:
 
 
 def check_same_settings(sweep: SweepConfig) -> None:
-    """Refuse to mix runs of different training settings in one sweep directory (the grid may grow or shrink)."""
+    """Refuse to mix runs of different training settings in one sweep directory (the grid may grow or shrink); a
+    setting added since the sweep was recorded counts with the value that computes what it did."""
     path = Path(sweep.out) / SWEEP_JSON
     if not path.exists():
         return
     before, now = read_json(path), sweep_record(sweep)
+    recorded = {**ADDED_SETTINGS, **before["train"]}
     changed = [
-        f"{k}: {before['train'].get(k)!r} -> {v!r}"
+        f"{k}: {recorded.get(k)!r} -> {v!r}"
         for k, v in now["train"].items()
-        if k not in RUNTIME_ONLY and before["train"].get(k) != v
+        if k not in RUNTIME_ONLY and recorded.get(k) != v
     ]
     mine, theirs = now["method_settings"], before.get("method_settings", {})
     changed += [

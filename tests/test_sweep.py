@@ -13,8 +13,19 @@ import pytest
 from cli import load_script
 
 import oversight_rl.sweep as sweep_module
+from oversight_rl.launch import saved_config
 from oversight_rl.results import ERROR, bootstrap_ci, gather, run_status
-from oversight_rl.rundir import CHECKPOINT, CONFIG, EVAL_CSV, SUMMARY, TRAIN_CSV, read_csv, read_json, run_name
+from oversight_rl.rundir import (
+    CHECKPOINT,
+    CONFIG,
+    EVAL_CSV,
+    SUMMARY,
+    TRAIN_CSV,
+    read_csv,
+    read_json,
+    run_name,
+    write_json,
+)
 from oversight_rl.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,6 +106,23 @@ def test_other_training_settings_in_the_same_sweep_directory_are_refused(serial_
 
 
 # ----- running and resuming ---------------------------------------------------------------------------------------
+
+
+def test_a_sweep_recorded_before_a_setting_existed_resumes_with_the_value_it_computed(tmp_path, capsys):
+    """Runs and sweeps written before --expert-heads existed computed a shared head: they are read, compared and
+    resumed as such, and still refuse another value."""
+    out, flags = tmp_path / "sweep", ["--oversight", "0.1", "--methods", "routing", "--workers", "1"]
+    assert sweep(out, *flags, "--seeds", "1") == 0
+    for path in [out / "sweep.json", *out.glob(f"*/{CONFIG}")]:
+        record = read_json(path)
+        (record["train"] if "train" in record else record).pop("expert_heads")
+        write_json(path, record)
+    assert saved_config(out / "routing-p0.1-s0").expert_heads == "shared"
+    capsys.readouterr()
+    assert sweep(out, *flags, "--seeds", "2") == 0
+    assert "1 trained, 0 resumed, 1 already done, 0 failed" in capsys.readouterr().out
+    assert sweep(out, *flags, "--seeds", "2", "--expert-heads", "separate") == 2
+    assert "expert_heads: 'shared' -> 'separate'" in capsys.readouterr().err
 
 
 def test_serial_sweep_writes_every_run_sweep_json_and_results(serial_sweep):
