@@ -112,11 +112,10 @@ def method_ladder(train: TrainConfig, method: str, oversight: float, doublings: 
     """The ladder that one run of ``method`` with ``train``'s settings reproduces exactly: its smallest budget is
     the budget whose (oracle: share of) steps end at the run's first evaluation; ``ValueError`` naming what breaks
     the premise (an annealed learning rate, early stopping, a budget too short for the ladder)."""
-    scales = get_method(method).budget_scales_with_oversight
-    run = with_budget(train, train.total_env_steps, method=method, oversight=oversight)
     ladder = Ladder(ladder_unit(train, method, oversight), doublings, nominal=train.eval_every)
     problems = ladder_problems(train, method, oversight, ladder.budgets)
-    if trained_steps(train, method, oversight, ladder.longest) > run.trained_steps(scales):
+    run = trained_steps(train, method, oversight, train.total_env_steps)
+    if trained_steps(train, method, oversight, ladder.longest) > run:
         problems.append(f"{method}'s run of {train.total_env_steps:,} steps stops before budget {ladder.longest:,}")
     if problems:
         raise ValueError(f"no exact budget ladder for {method}: {'; '.join(problems)}")
