@@ -57,14 +57,21 @@ def script_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "COLUMNS": "200", "PYTHONWARNINGS": "ignore"}
 
 
+CTRL_C_DEFAULT = (
+    "import signal; signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
+)
+"""A script's first statement here: Ctrl-C as in a terminal. A shell starts background jobs with Ctrl-C ignored, a
+test runner's thread may have it blocked, and a child inherits both (it would then never see KeyboardInterrupt)."""
+
+
 def script_command(name: str, *args: str, frozen_clock: str | None = None) -> list[str]:
-    """The command line of ``scripts/<name>.py``; with ``frozen_clock``, ``time.strftime`` always returns it."""
+    """The command line of ``scripts/<name>.py``, started with Ctrl-C's default (:data:`CTRL_C_DEFAULT`); with
+    ``frozen_clock``, ``time.strftime`` always returns it."""
     script = str(ROOT / "scripts" / f"{name}.py")
-    if frozen_clock is None:
-        return [sys.executable, script, *args]
+    clock = f"import time; time.strftime = lambda *a: {frozen_clock!r}; " if frozen_clock is not None else ""
     code = (
-        "import runpy, sys, time; "
-        f"time.strftime = lambda *a: {frozen_clock!r}; "
+        f"{CTRL_C_DEFAULT}{clock}import runpy, sys; "
         f"sys.argv = [{script!r}, *sys.argv[1:]]; "
         f"runpy.run_path({script!r}, run_name='__main__')"
     )
@@ -72,11 +79,7 @@ def script_command(name: str, *args: str, frozen_clock: str | None = None) -> li
 
 
 def start(command: list[str], warnings: bool = False, **kwargs) -> subprocess.Popen:
-    """Start a script; with ``warnings``, Python's warnings (ignored otherwise) reach its stderr. A shell starts
-    background jobs with Ctrl-C ignored, and a child inherits that (Python would never raise KeyboardInterrupt there);
-    with a handler here instead, the child starts with Ctrl-C's default."""
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    """Start a script; with ``warnings``, Python's warnings (ignored otherwise) reach its stderr."""
     env = {**script_env(), **({"PYTHONWARNINGS": "default"} if warnings else {})}
     return subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
