@@ -300,20 +300,21 @@ def learning_curves(results: SweepResults, out: Path) -> list[Path]:
 def budget_figure(rows: list[dict], part: Part, train: TrainConfig, references: dict, path: Path) -> list[Path]:
     if not any(row["status"] == DONE for row in rows):
         return []
-    details = dict(oversight=part.oversight[0], unit_note=unit_note(part, train), setting=setting(part))
-    return [budget_plots.plot_budget(rows, budget_labels(part), path, references=references, **details)]
+    return [
+        budget_plots.plot_budget(rows, budget_labels(part), path, references=references, **figure_details(part, train))
+    ]
 
 
 def mixture_figure(rows: list[dict], part: Part, train: TrainConfig, path: Path) -> list[Path]:
     if not any(row["status"] == DONE for row in rows):
         return []
-    details = dict(oversight=part.oversight[0], unit_note=unit_note(part, train), setting=setting(part))
-    return [budget_plots.plot_mixture_budget(rows, budget_labels(part), path, **details)]
+    return [budget_plots.plot_mixture_budget(rows, budget_labels(part), path, **figure_details(part, train))]
 
 
-def setting(part: Part) -> str:
-    """A budget-ladder part's settings, as its figures' titles name them."""
-    return f"{part.preset} preset, constant learning rate"
+def figure_details(part: Part, train: TrainConfig) -> dict:
+    """What a budget-ladder part's figures say of its runs: oversight, budget unit and settings."""
+    setting = f"{part.preset} preset, constant learning rate"
+    return dict(oversight=part.oversight[0], unit_note=unit_note(part, train), setting=setting)
 
 
 def budget_labels(part: Part) -> list[str]:
