@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from oversight_rl.budget import Ladder, fitting_ladders, method_ladder
+from oversight_rl.budget import Ladder, fitting_ladders
 from oversight_rl.config import PAPER, TrainConfig, preset_config, tuned_config, with_overrides
 from oversight_rl.methods import get_method
 from oversight_rl.sweep import DEFAULT_METHODS, DEFAULT_OVERSIGHT, SweepConfig, SweepReport, run_sweep
@@ -49,7 +49,7 @@ PINNED = {"env_backend": "torch", "eval_envs": 2048}
 PAPER_ENV_STEPS = 2_000 * PAPER["num_envs"] * PAPER["num_steps"]
 PAPER_EVAL_EVERY = 1_000_000
 ABLATIONS = ("no_routing", "constant_gate", "naive_early_stop")
-BUDGET_OVERSIGHT, BUDGET_SEEDS, BUDGET_DOUBLINGS = 0.1, 5, 6
+BUDGET_OVERSIGHT, BUDGET_SEEDS = 0.1, 5
 BUDGET = {"anneal_lr": False, "total_env_steps": 32_000_000, "eval_every": 1_000_000}
 SWEEP_SCRIPT = "scripts/sweep_oversight.py"
 
@@ -140,14 +140,9 @@ def budget_base() -> TrainConfig:
     return part_base("default", BUDGET)
 
 
-def budget_ladders(train: TrainConfig, methods: tuple[str, ...]) -> dict[str, Ladder]:
-    """Each method's budget ladder at the budget part's oversight (:func:`oversight_rl.budget.method_ladder`)."""
-    return {m: method_ladder(train, m, BUDGET_OVERSIGHT, BUDGET_DOUBLINGS) for m in methods}
-
-
 def default_parts(config: ReproduceConfig) -> dict[str, Part]:
     """The comparison's parts, as the module docstring lists them."""
-    ladders = budget_ladders(budget_base(), DEFAULT_METHODS)
+    ladders = fitting_ladders(budget_base(), DEFAULT_METHODS, BUDGET_OVERSIGHT)  # 1M ... 32M
     main = dict(oversight=DEFAULT_OVERSIGHT, methods=DEFAULT_METHODS, seeds=10)
     paper = dict(preset="paper", methods=DEFAULT_METHODS, seeds=3)
     steps = config.paper_env_steps

@@ -15,7 +15,7 @@ from cli import load_script
 
 from oversight_rl import config as config_module
 from oversight_rl import reproduce
-from oversight_rl.budget import Ladder, ladder_problems, method_ladder
+from oversight_rl.budget import Ladder, fitting_ladders, ladder_problems, method_ladder
 from oversight_rl.claims import (
     CONTRADICTED,
     INCONCLUSIVE,
@@ -114,7 +114,7 @@ def test_under_an_annealed_learning_rate_it_is_not(tmp_path):
 
 def test_each_method_s_ladder_ends_at_its_run_s_evaluations_and_the_nominal_one_does_not():
     base = reproduce.budget_base()  # --total-env-steps 32000000 --eval-every 1000000
-    ladders = reproduce.budget_ladders(base, ("routing", "filtering", "naive", "oracle"))
+    ladders = fitting_ladders(base, ("routing", "filtering", "naive", "oracle"), 0.1)
     # a run evaluates every round(1M / 8192) = 122 windows; the oracle every round(100k / 8192) = 12 of its share
     assert ladders["routing"] == ladders["naive"] == Ladder(999_424, 6) and ladders["oracle"] == Ladder(983_040, 6)
     assert [ladders["oracle"].label(b) for b in ladders["oracle"].budgets] == ["1M", "2M", "4M", "8M", "16M", "32M"]
