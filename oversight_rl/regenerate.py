@@ -23,10 +23,10 @@ from pathlib import Path
 from oversight_rl import budget_plots, plots, report
 from oversight_rl.budget import budget_rows
 from oversight_rl.claims import CLAIM_COLUMNS, Evidence, claim_rows, claims_table
-from oversight_rl.config import TrainConfig, preset_config
+from oversight_rl.config import TrainConfig
 from oversight_rl.methods import METHODS, get_method
 from oversight_rl.references import reference_returns
-from oversight_rl.reproduce import Part, ReproduceConfig, command_line, run_flags, skip_reason, sweep_dir
+from oversight_rl.reproduce import Part, ReproduceConfig, command_line, part_base, skip_reason, sweep_dir
 from oversight_rl.results import DONE, SweepResults, gather_points
 from oversight_rl.rundir import read_csv
 
@@ -43,7 +43,7 @@ def part_results(part: Part, config: ReproduceConfig) -> SweepResults:
 
 def budget_train(part: Part, config: ReproduceConfig) -> TrainConfig:
     """The shared settings of a budget-ladder part's runs (its ladder and budget rows depend on the window only)."""
-    return dataclasses.replace(preset_config(part.preset), **run_flags(part, config))
+    return dataclasses.replace(part_base(part.preset, part.settings), device=config.device)
 
 
 def ablation_results(main: SweepResults, ablations: SweepResults, oversight: float = 0.1) -> SweepResults:

@@ -131,8 +131,8 @@ class Part:
 
 
 def part_base(preset: str, settings: dict) -> TrainConfig:
-    """A part's shared run settings: ``preset``, pinned, with ``settings`` over it."""
-    return with_overrides(preset_config(preset), **PINNED, **settings)
+    """A part's shared run settings: ``preset``, pinned, with ``settings`` over it (as its sweep command sets them)."""
+    return with_overrides(preset_config(preset), **{**PINNED, **settings})
 
 
 def budget_base() -> TrainConfig:
