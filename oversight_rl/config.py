@@ -80,6 +80,12 @@ class TrainConfig:
     """Value loss coefficient."""
     gate_coef: float = 0.1
     """Gate cross-entropy coefficient, averaged over labeled samples (the paper: 0.01)."""
+    routed_advantage: Literal["no_baseline", "routed_no_baseline", "shared_baseline"] = "no_baseline"
+    """Advantages of the mixture methods (routing, no_routing, constant_gate). A value baseline biases a sample
+    chosen by its episode's outcome: on Diamond-routed samples it pushes the Diamond expert away from the Diamond.
+    no_baseline: Monte-Carlo returns on every sample, unbiased for each expert's objective. routed_no_baseline: none
+    on labeled samples, the shared value baseline on the others. shared_baseline: the paper's, the shared value
+    baseline on every sample."""
     filtering: Literal["tuned", "paper", "finished_only"] = "tuned"
     """Which samples filtering trains on, and how they are averaged. tuned: verified episodes (labeled or timed
     out) plus episodes unfinished in the window (with the algorithm's own return: bootstrapped under ppo), averaged
@@ -280,7 +286,7 @@ def finite(value) -> bool:
 
 RUNTIME_SETTINGS = ("device", "threads", "tensorboard", "track", "wandb_project_name", "wandb_entity")
 """Settings that do not change what a run computes: a resumed run or sweep may take new values for them."""
-ADDED_SETTINGS = {"expert_heads": "shared"}
+ADDED_SETTINGS = {"expert_heads": "shared", "routed_advantage": "shared_baseline"}
 """Settings added after runs were recorded, each with the value that computes what the older code did: a run or
 sweep recorded without one is read, and resumed, with that value."""
 
@@ -298,11 +304,12 @@ PAPER = dict(
     normalize_advantages=False,
     ent_coef=0.1,
     gate_coef=0.01,
+    routed_advantage="shared_baseline",
     filtering="paper",
     total_env_steps=20_000 * 512 * 32,
 )
 """The gradient-routing paper's settings: REINFORCE, width 256, 512 x 32 windows, lr 5e-5, entropy 0.1, gate 0.01,
-20,000 updates (328M environment steps)."""
+the shared value baseline on routed samples, 20,000 updates (328M environment steps)."""
 
 PRESETS: dict[str, TrainConfig] = {"default": TrainConfig(), "paper": TrainConfig(**PAPER)}
 PRESET_NAMES = (*PRESETS, "tuned")
@@ -326,7 +333,7 @@ def tuned_config(method: str, path: str | Path | None = None) -> TrainConfig:
         )
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     settings = {k: v for k, v in tuned[method]["settings"].items() if k in fields}
-    return TrainConfig(**{**settings, "method": method, "preset": "tuned"})
+    return TrainConfig(**{**ADDED_SETTINGS, **settings, "method": method, "preset": "tuned"})  # as it was tuned
 
 
 def preset_config(name: str, method: str = "routing") -> TrainConfig:

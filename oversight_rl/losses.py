@@ -10,7 +10,9 @@ Each adds ``vf * 0.5 (V(s) - R)^2 - ent * H(pi(.|s))``, averaged over the sample
 - :func:`policy_gradient_loss` uses every sample.
 - :func:`filtered_loss` uses only the samples in ``batch.weights`` (episodes the overseer can verify).
 - :func:`routed_loss` routes each sample's gradient by ``batch.routes`` and adds the gate's binary cross-entropy
-  against the labels, ``gate * BCE(g, 1[Diamond])`` averaged over labeled samples.
+  against the labels, ``gate * BCE(g, 1[Diamond])`` averaged over labeled samples. Its advantages follow
+  ``coefs.routed_advantage`` (:func:`routed_advantages`): a value baseline is unbiased only on samples that were not
+  chosen by their episode's outcome.
 """
 
 from __future__ import annotations
@@ -38,12 +40,15 @@ class Batch(NamedTuple):
     weights: torch.Tensor  # 1.0 where a sample is used, 0.0 where a method discards it
     routes: torch.Tensor  # Route codes: where each sample's policy gradient may flow
     labels: torch.Tensor  # Route codes of the episode's label (BOTH when unlabeled): the gate's targets
+    mc_returns: torch.Tensor | None = None  # return-to-go with no baseline (see routed_advantages); None: not needed
     valid: torch.Tensor | None = None  # 1.0 inside the budget (None: every sample), for a last, shorter window
     trunk: Trunk | None = None
 
 
 FILTERING = ("tuned", "paper", "finished_only")
 """How the filtering method keeps and averages its samples (:attr:`oversight_rl.config.TrainConfig.filtering`)."""
+ROUTED_ADVANTAGES = ("shared_baseline", "routed_no_baseline", "no_baseline")
+"""The routed loss's advantage estimators (:attr:`oversight_rl.config.TrainConfig.routed_advantage`)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,12 @@ class LossCoefs:
         lambda value: value != "paper",
         default=True,
     )
+    routed_advantage: str = from_setting(
+        "routed_advantage",
+        f"one of {', '.join(ROUTED_ADVANTAGES)}",
+        lambda value: value in ROUTED_ADVANTAGES,
+        default="shared_baseline",
+    )
 
 
 COEF_SETTINGS: dict[str, LossSetting] = {f.name: f.metadata["setting"] for f in dataclasses.fields(LossCoefs)}
@@ -108,16 +119,59 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(count > 0, (x * mask).sum() / count.clamp(min=1), torch.nan)
 
 
-def normalized(adv: torch.Tensor, used: torch.Tensor) -> torch.Tensor:
-    """Advantages standardized by the mean and (unbiased) std of the used samples; unchanged with fewer than two."""
+def normalized(adv: torch.Tensor, used: torch.Tensor, no_baseline: torch.Tensor | None = None) -> torch.Tensor:
+    """Advantages standardized by the mean and (unbiased) std of the used samples; unchanged with fewer than two.
+
+    Subtracting the mean is a constant baseline, so the samples of ``no_baseline`` are only scaled: they keep their
+    sign, and the mean is that of the others (the std is that of every used sample after centering).
+    """
     count = used.sum()
-    mean = (adv * used).sum() / count.clamp(min=1)
-    std = (((adv - mean) * used).pow(2).sum() / (count - 1).clamp(min=1)).sqrt()
-    return torch.where(count > 1, (adv - mean) / (std + 1e-8), adv)
+    if no_baseline is None:
+        mean = (adv * used).sum() / count.clamp(min=1)
+        std = (((adv - mean) * used).pow(2).sum() / (count - 1).clamp(min=1)).sqrt()
+        return torch.where(count > 1, (adv - mean) / (std + 1e-8), adv)
+    centered = used & ~no_baseline
+    mean = (adv * centered).sum() / centered.sum().clamp(min=1)
+    shifted = torch.where(no_baseline, adv, adv - mean)
+    spread = shifted - (shifted * used).sum() / count.clamp(min=1)
+    std = ((spread * used).pow(2).sum() / (count - 1).clamp(min=1)).sqrt()
+    return torch.where(count > 1, shifted / (std + 1e-8), adv)
+
+
+def routed_advantages(
+    advantages: torch.Tensor, mc_returns: torch.Tensor | None, routes: torch.Tensor, estimator: str
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The advantage each sample's routed policy gradient uses, and the samples whose advantage has no baseline
+    (None: every sample has one). ``advantages`` carry the shared value baseline (``G - V(s)``, or GAE);
+    ``mc_returns`` are the Monte-Carlo returns-to-go ``G`` (bootstrapped only where the window cuts an episode).
+
+    Why the choice matters: a routed sample is chosen by its episode's outcome, and a baseline cancels only in an
+    expectation over every action at ``s``. On the Diamond-routed samples, ``E[b(s) grad log pi(a|s) | s, Diamond]
+    = b(s) grad P(Diamond | s)`` (as a gradient of the action at ``s`` alone), so a baseline ``b`` adds
+    ``-b(s) grad P(Diamond | s)``: it pushes the Diamond expert away from the Diamond, and the Ghost route mirrors
+    it. Any nonzero baseline does, a constant too, advantage normalization's mean included. The term cancels only
+    if it is computed and added back, which needs each action's probability of each outcome (a model of
+    ``P(route | s, a)``), or if the baseline is applied to every sample with the route's own reward, which sends
+    the other route's samples into the expert and so is no longer routing. Neither is offered here.
+
+    - ``shared_baseline`` (the paper's): the shared baseline on every sample. Biased as above.
+    - ``routed_no_baseline``: labeled (routed) samples use ``G``; unlabeled ones keep the baseline. The routed
+      terms are unbiased; unlabeled samples are chosen by outcome too (the terminal reached was not watched), so
+      each expert keeps a smaller bias, ``+b(s) grad P(labeled | s)``, toward whichever terminal is watched.
+    - ``no_baseline``: every sample uses ``G``. Each expert then follows the exact policy gradient of its own
+      objective: the discounted training reward of the episodes it learns from (for the Diamond expert, +1 at any
+      terminal but a watched Ghost, which is worth 0), at the price of more variance.
+    """
+    if estimator == "shared_baseline":
+        return advantages, None
+    if mc_returns is None:
+        raise ValueError(f"routed_advantage {estimator!r} needs the batch's mc_returns (the Monte-Carlo returns)")
+    no_baseline = routes != Route.BOTH if estimator == "routed_no_baseline" else torch.ones_like(routes, dtype=bool)
+    return torch.where(no_baseline, mc_returns, advantages), no_baseline
 
 
 def _objective(
-    logits: torch.Tensor, value: torch.Tensor, batch: Batch, coefs: LossCoefs
+    logits: torch.Tensor, value: torch.Tensor, batch: Batch, coefs: LossCoefs, no_baseline: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     w = batch.weights if batch.valid is None else batch.weights * batch.valid
     everything = w.new_tensor(float(w.shape[-1])) if batch.valid is None else batch.valid.sum()
@@ -125,7 +179,7 @@ def _objective(
     log_probs = torch.log_softmax(logits, dim=-1)
     logp = log_probs.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
     entropy_per_sample = -(log_probs.exp() * log_probs).sum(-1)
-    adv = normalized(batch.advantages, w > 0) if coefs.normalize_advantages else batch.advantages
+    adv = normalized(batch.advantages, w > 0, no_baseline) if coefs.normalize_advantages else batch.advantages
     log_ratio = logp - batch.old_logp
     if coefs.clip is None:
         per_sample = -adv * logp
@@ -164,9 +218,14 @@ def filtered_loss(batch: Batch, policy: ActorCritic, coefs: LossCoefs) -> tuple[
 
 
 def routed_loss(batch: Batch, policy: ActorCritic, coefs: LossCoefs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Policy gradient with each sample routed by ``batch.routes``, plus the gate cross-entropy on ``batch.labels``."""
+    """Policy gradient with each sample routed by ``batch.routes`` and its advantage by ``coefs.routed_advantage``
+    (:func:`routed_advantages`), plus the gate cross-entropy on ``batch.labels``."""
     trunk = _trunk(batch, policy)
-    loss, metrics = _objective(policy.logits(trunk, route_masks(batch.routes)), trunk.value, batch, coefs)
+    advantages, no_baseline = routed_advantages(
+        batch.advantages, batch.mc_returns, batch.routes, coefs.routed_advantage
+    )
+    logits = policy.logits(trunk, route_masks(batch.routes))
+    loss, metrics = _objective(logits, trunk.value, batch._replace(advantages=advantages), coefs, no_baseline)
     if coefs.gate > 0 and trunk.gate_logit is not None:
         labeled = batch.labels != Route.BOTH
         target = (batch.labels == Route.DIAMOND).to(trunk.gate_logit.dtype)

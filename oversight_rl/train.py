@@ -78,13 +78,17 @@ def build_batch(rollout: Rollout, method: Method, cfg: TrainConfig, steps: torch
         rollout, kept, window_ends = truncated(rollout, steps)
         valid = kept.expand_as(rollout.dones).to(rollout.values.dtype)
     rewards = training_rewards(rollout, method.reward).to(rollout.values.dtype)
+    mc_returns = None
     if cfg.algo == "ppo":
         advantages, returns = gae(
             rewards, rollout.values, rollout.dones, rollout.next_value, cfg.gamma, cfg.gae_lambda, window_ends
         )
+        if cfg.routed_advantage != "shared_baseline":  # lambda 1: the return, bootstrapped only at the window's end
+            _, mc_returns = gae(rewards, rollout.values, rollout.dones, rollout.next_value, cfg.gamma, 1.0, window_ends)
     else:
         returns = discounted_returns(rewards, rollout.dones, cfg.gamma, window_ends)
         advantages = returns - rollout.values
+        mc_returns = returns
     outcome, labeled = rollout.outcome, rollout.episode_labeled
     labels = episode_routes(outcome, labeled)
     weights = torch.ones_like(rewards)
@@ -100,6 +104,7 @@ def build_batch(rollout: Rollout, method: Method, cfg: TrainConfig, steps: torch
         weights=per_agent(weights),
         routes=per_agent(routes),
         labels=per_agent(labels),
+        mc_returns=None if mc_returns is None else per_agent(mc_returns),
         valid=None if valid is None else per_agent(valid),
         trunk=rollout.trunk,
     )

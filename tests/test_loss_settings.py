@@ -80,11 +80,19 @@ def test_routed_ppo_keeps_its_loss_keywords_and_their_defaults(tiny_cfg):
     assert (default.ent_coef, default.vf_coef, default.normalize_advantage) == (0.0, 0.5, True)  # PPO's own defaults
     model = RoutedPPO(
         "SingleExpertPolicy", env, method="filtering", filtering="paper", gate_coef=0.5, ent_coef=0.02, vf_coef=0.3,
-        clip_range=0.1, normalize_advantage=False, n_steps=8, batch_size=32, policy_kwargs={"width": 8},
+        clip_range=0.1, normalize_advantage=False, routed_advantage="routed_no_baseline", n_steps=8, batch_size=32,
+        policy_kwargs={"width": 8},
     )  # fmt: skip
     assert model.loss_coefs(0.1) == LossCoefs(
-        clip=0.1, ent=0.02, vf=0.3, gate=0.0, normalize_advantages=False, mean_over_used=False
+        clip=0.1,
+        ent=0.02,
+        vf=0.3,
+        gate=0.0,
+        normalize_advantages=False,
+        mean_over_used=False,
+        routed_advantage="routed_no_baseline",
     )  # filtering trains no gate
+    assert default.routed_advantage == TrainConfig().routed_advantage
 
 
 BAD = [
@@ -93,6 +101,7 @@ BAD = [
     ("vf_coef", -1.0, ">= 0"),
     ("gate_coef", -0.1, ">= 0"),
     ("filtering", "everything", "one of tuned, paper, finished_only"),
+    ("routed_advantage", "critic", "one of shared_baseline, routed_no_baseline, no_baseline"),
 ]
 
 

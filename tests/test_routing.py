@@ -158,7 +158,7 @@ def test_mixed_batch_expert_gradient_comes_from_its_samples_only(obs_batch, expe
     full = grads(policy, routed_loss(batch, policy, c)[0])[expert]
 
     keep = batch.routes != excluded
-    sub = Batch(*(field[keep] for field in batch[:-2]))
+    sub = Batch(*(None if field is None else field[keep] for field in batch[:-2]))
     only_kept = grads(policy, routed_loss(sub, policy, c)[0])[expert]
     # Both losses are means; as sums over samples they must agree.
     scale = keep.sum().item() / len(keep)
@@ -341,7 +341,7 @@ def test_filtered_loss_ignores_discarded_samples(obs_batch, clip, normalize):
     loss, metrics = filtered_loss(batch, policy, c)
     full = grads(policy, loss)
 
-    sub = Batch(*(field[keep] for field in batch[:-2]))
+    sub = Batch(*(None if field is None else field[keep] for field in batch[:-2]))
     sub_loss, sub_metrics = filtered_loss(sub, policy, c)
     only_kept = grads(policy, sub_loss)
     torch.testing.assert_close(loss, sub_loss)

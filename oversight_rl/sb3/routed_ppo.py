@@ -36,7 +36,7 @@ from oversight_rl.config import TrainConfig
 from oversight_rl.labels import UNFINISHED, Route, backfill, episode_routes, filtering_mask, verified_mask
 from oversight_rl.losses import LOSS_SETTINGS, Batch, LossCoefs, loss_coefs
 from oversight_rl.methods import Method, get_method
-from oversight_rl.rollout import terminal_rewards
+from oversight_rl.rollout import gae, terminal_rewards
 from oversight_rl.sb3.policies import ModulePolicy, MoePolicy, SingleExpertPolicy
 
 EPISODE_END_KEYS = ("terminal", "labeled", "ghost_overseen")
@@ -55,9 +55,10 @@ class RoutedRolloutSamples(NamedTuple):
     routes: torch.Tensor  # Route code of the episode's label: DIAMOND, GHOST, or BOTH (unlabeled or unfinished)
     verified: torch.Tensor  # 1.0 where an overseer can verify the episode's outcome (labeled or timed out)
     unfinished: torch.Tensor  # 1.0 where the episode had not ended when the rollout did
+    mc_returns: torch.Tensor  # return-to-go of the training reward with no baseline (lambda 1), for routed_advantage
 
 
-LABEL_FIELDS = ("routes", "verified", "unfinished")  # what RoutedRolloutSamples adds to SB3's samples
+ADDED_FIELDS = ("routes", "verified", "unfinished", "mc_returns")  # what RoutedRolloutSamples adds to SB3's samples
 
 
 class RoutedRolloutBuffer(RolloutBuffer):
@@ -65,8 +66,8 @@ class RoutedRolloutBuffer(RolloutBuffer):
     trains on the method's reward.
 
     :meth:`record_step` must be called once per step, after ``env.step`` and before ``add`` (RoutedPPO's
-    :class:`EpisodeLabels` callback does it); ``compute_returns_and_advantage`` then fills ``routes``, ``verified``
-    and ``unfinished``.
+    :class:`EpisodeLabels` callback does it); ``compute_returns_and_advantage`` then fills ``routes``, ``verified``,
+    ``unfinished`` and ``mc_returns``.
 
     :param training_reward: ``any_terminal``, ``proxy`` or ``true`` (see :func:`oversight_rl.rollout.terminal_rewards`)
         replaces the environment's reward; None keeps it
@@ -89,6 +90,7 @@ class RoutedRolloutBuffer(RolloutBuffer):
         self.routes = np.zeros(shape, dtype=np.int64)
         self.verified = np.zeros(shape, dtype=np.float32)
         self.unfinished = np.zeros(shape, dtype=np.float32)
+        self.mc_returns = np.zeros(shape, dtype=np.float32)
         super().reset()
 
     def record_step(self, dones: np.ndarray, infos: list[dict], rewards: np.ndarray) -> None:
@@ -131,6 +133,9 @@ class RoutedRolloutBuffer(RolloutBuffer):
     def compute_returns_and_advantage(self, last_values: torch.Tensor, dones: np.ndarray) -> None:
         self.backfill_labels()
         super().compute_returns_and_advantage(last_values, dones)
+        rewards, values = torch.from_numpy(self.rewards), torch.from_numpy(self.values)
+        last = last_values.detach().cpu().flatten().to(values.dtype)
+        self.mc_returns = gae(rewards, values, torch.from_numpy(self.dones), last, self.gamma, 1.0)[1].numpy()
 
     def backfill_labels(self) -> None:
         """Give every step its episode's route, verification and whether it ended, from the step that ends it."""
@@ -149,14 +154,14 @@ class RoutedRolloutBuffer(RolloutBuffer):
 
     def get(self, batch_size: int | None = None) -> Generator[RoutedRolloutSamples, None, None]:
         if not self.generator_ready:
-            for name in LABEL_FIELDS:
+            for name in ADDED_FIELDS:
                 setattr(self, name, self.swap_and_flatten(getattr(self, name)))
         yield from super().get(batch_size)
 
     def _get_samples(self, batch_inds: np.ndarray, env=None) -> RoutedRolloutSamples:
         samples = super()._get_samples(batch_inds, env)
-        labels = (self.to_torch(getattr(self, name)[batch_inds].flatten()) for name in LABEL_FIELDS)
-        return RoutedRolloutSamples(*samples, *labels)
+        added = (self.to_torch(getattr(self, name)[batch_inds].flatten()) for name in ADDED_FIELDS)
+        return RoutedRolloutSamples(*samples, *added)
 
 
 class EpisodeLabels(BaseCallback):
@@ -245,8 +250,10 @@ class RoutedPPO(PPO):
         is a keyword. Those PPO has are PPO's (:data:`PPO_KEYWORDS`: ``clip_range``, ``ent_coef``, ``vf_coef``,
         ``normalize_advantage``, with PPO's defaults); the others are RoutedPPO's own, named, defaulted and checked
         as the TrainConfig fields of the same name, among them ``gate_coef=0.1`` (weight of the gate's cross-entropy,
-        averaged over labeled samples, for methods with a gate loss) and ``filtering="tuned"`` (which samples the
-        filtering method keeps and how they are averaged: ``tuned``, ``paper`` or ``finished_only``)
+        averaged over labeled samples, for methods with a gate loss), ``routed_advantage`` (the mixture methods'
+        advantage estimator, TrainConfig's default: see :func:`oversight_rl.losses.routed_advantages`) and
+        ``filtering="tuned"`` (which samples the filtering method keeps and how they are averaged: ``tuned``,
+        ``paper`` or ``finished_only``)
     :param bootstrap_timeouts: SB3 adds ``gamma`` times the value of the last observation to the reward of a step
         that truncates an episode. False (the default) treats a time-out as an episode end worth 0, as the native
         trainer and the evaluation metric do. Measured on the default run (routing, 10% oversight, 2M steps, seeds
@@ -347,6 +354,7 @@ class RoutedPPO(PPO):
             weights=self.kept(samples) if spec.verified_only else torch.ones_like(samples.verified),
             routes=samples.routes if spec.route else torch.full_like(samples.routes, Route.BOTH),
             labels=samples.routes,
+            mc_returns=samples.mc_returns,
         )
 
     def train(self) -> None:
