@@ -35,6 +35,7 @@ from envs.vectorize import (
     restore_vector_state,
     vector_state,
     vectorization_of,
+    watched_terminals,
 )
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "restore_vector_state",
     "vector_state",
     "vectorization_of",
+    "watched_terminals",
 ]
 
 NATIVE_PRESETS: dict[str, dict] = {

@@ -110,6 +110,18 @@ def episode_step_limit(env: VectorEnv) -> int:
     return limits.pop()
 
 
+def watched_terminals(env: VectorEnv) -> np.ndarray:
+    """Whether each environment's current episode has an overseen terminal (the Diamond or any Ghost): the episodes
+    whose label, and so whose route, can depend on where they end."""
+    if isinstance(env.unwrapped, DiamondGhostVecEnv):
+        grid = env.unwrapped.grid
+        return grid.ghost_overseen | grid.diamond_overseen
+    if isinstance(env, SyncVectorEnv):
+        games = [single.unwrapped for single in env.envs]
+        return np.array([bool(np.any(game.ghost_overseen) or game.diamond_overseen) for game in games])
+    raise TypeError(f"cannot read the oversight of {type(env).__name__}; expected DiamondGhostVecEnv or SyncVectorEnv")
+
+
 def vector_state(env: VectorEnv) -> tuple[str, Any]:
     """Everything needed to continue ``env`` exactly where it is (picklable; for checkpoints)."""
     if isinstance(env.unwrapped, DiamondGhostVecEnv):

@@ -50,6 +50,10 @@ class NumpyAgentEnvs:
     def observations(self) -> torch.Tensor:
         return torch.from_numpy(np.stack(self._obs)).to(self.device)
 
+    def watched(self) -> torch.Tensor:
+        """``(S, N)``: whether each current episode has an overseen terminal (``envs.watched_terminals``)."""
+        return torch.from_numpy(np.stack([envs.watched_terminals(env) for env in self.envs])).to(self.device)
+
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, StepEnds]:
         actions = actions.cpu().numpy()
         ends = []
@@ -107,6 +111,10 @@ class TorchAgentEnvs:
         ends = (done, final["terminal"], final["labeled"], final["ghost_overseen"], reward)
         self._obs = self._split(obs)
         return self._obs, StepEnds(*(self._split(x) for x in ends))
+
+    def watched(self) -> torch.Tensor:
+        """``(S, N)``: whether each current episode has an overseen terminal."""
+        return self._split(self.env.ghost_overseen | self.env.diamond_overseen)
 
     def _rows(self, k: int) -> slice:
         return slice(k * self.num_envs, (k + 1) * self.num_envs)

@@ -80,12 +80,15 @@ class TrainConfig:
     """Value loss coefficient."""
     gate_coef: float = 0.1
     """Gate cross-entropy coefficient, averaged over labeled samples (the paper: 0.01)."""
-    routed_advantage: Literal["no_baseline", "routed_no_baseline", "shared_baseline"] = "no_baseline"
+    routed_advantage: Literal["unwatched_baseline", "no_baseline", "routed_no_baseline", "shared_baseline"] = (
+        "unwatched_baseline"
+    )
     """Advantages of the mixture methods (routing, no_routing, constant_gate). A value baseline biases a sample
     chosen by its episode's outcome: on Diamond-routed samples it pushes the Diamond expert away from the Diamond.
-    no_baseline: Monte-Carlo returns on every sample, unbiased for each expert's objective. routed_no_baseline: none
-    on labeled samples, the shared value baseline on the others. shared_baseline: the paper's, the shared value
-    baseline on every sample."""
+    unwatched_baseline: the shared value baseline only in episodes with no overseen terminal (their route cannot
+    depend on the outcome), Monte-Carlo returns elsewhere; unbiased. no_baseline: Monte-Carlo returns on every
+    sample; unbiased, noisier. routed_no_baseline: none on labeled samples, the baseline on the others; still biased
+    where one terminal is watched. shared_baseline: the paper's, the baseline on every sample."""
     filtering: Literal["tuned", "paper", "finished_only"] = "tuned"
     """Which samples filtering trains on, and how they are averaged. tuned: verified episodes (labeled or timed
     out) plus episodes unfinished in the window (with the algorithm's own return: bootstrapped under ppo), averaged

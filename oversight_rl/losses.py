@@ -41,13 +41,14 @@ class Batch(NamedTuple):
     routes: torch.Tensor  # Route codes: where each sample's policy gradient may flow
     labels: torch.Tensor  # Route codes of the episode's label (BOTH when unlabeled): the gate's targets
     mc_returns: torch.Tensor | None = None  # return-to-go with no baseline (see routed_advantages); None: not needed
+    watched: torch.Tensor | None = None  # bool: the sample's episode has an overseen terminal (see routed_advantages)
     valid: torch.Tensor | None = None  # 1.0 inside the budget (None: every sample), for a last, shorter window
     trunk: Trunk | None = None
 
 
 FILTERING = ("tuned", "paper", "finished_only")
 """How the filtering method keeps and averages its samples (:attr:`oversight_rl.config.TrainConfig.filtering`)."""
-ROUTED_ADVANTAGES = ("shared_baseline", "routed_no_baseline", "no_baseline")
+ROUTED_ADVANTAGES = ("shared_baseline", "routed_no_baseline", "no_baseline", "unwatched_baseline")
 """The routed loss's advantage estimators (:attr:`oversight_rl.config.TrainConfig.routed_advantage`)."""
 
 
@@ -138,36 +139,46 @@ def normalized(adv: torch.Tensor, used: torch.Tensor, no_baseline: torch.Tensor 
     return torch.where(count > 1, shifted / (std + 1e-8), adv)
 
 
-def routed_advantages(
-    advantages: torch.Tensor, mc_returns: torch.Tensor | None, routes: torch.Tensor, estimator: str
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+def routed_advantages(batch: Batch, estimator: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The advantage each sample's routed policy gradient uses, and the samples whose advantage has no baseline
-    (None: every sample has one). ``advantages`` carry the shared value baseline (``G - V(s)``, or GAE);
-    ``mc_returns`` are the Monte-Carlo returns-to-go ``G`` (bootstrapped only where the window cuts an episode).
+    (None: every sample has one). ``batch.advantages`` carry the shared value baseline (``G - V(s)``, or GAE);
+    ``batch.mc_returns`` are the Monte-Carlo returns-to-go ``G`` (bootstrapped only where the window cuts an episode).
 
     Why the choice matters: a routed sample is chosen by its episode's outcome, and a baseline cancels only in an
     expectation over every action at ``s``. On the Diamond-routed samples, ``E[b(s) grad log pi(a|s) | s, Diamond]
     = b(s) grad P(Diamond | s)`` (as a gradient of the action at ``s`` alone), so a baseline ``b`` adds
     ``-b(s) grad P(Diamond | s)``: it pushes the Diamond expert away from the Diamond, and the Ghost route mirrors
-    it. Any nonzero baseline does, a constant too, advantage normalization's mean included. The term cancels only
-    if it is computed and added back, which needs each action's probability of each outcome (a model of
-    ``P(route | s, a)``), or if the baseline is applied to every sample with the route's own reward, which sends
-    the other route's samples into the expert and so is no longer routing. Neither is offered here.
+    it. Any nonzero baseline does, a constant too, advantage normalization's mean included. Unlabeled samples are
+    chosen by outcome as well wherever a terminal is watched (the terminal reached was not). A baseline is unbiased
+    only on samples whose route could not have depended on the outcome: episodes with no overseen terminal, routed
+    to both experts wherever they end. Elsewhere it would have to be computed and added back, which needs each
+    action's probability of each outcome, or be applied to every sample with the route's own reward, which sends the
+    other route's samples into the expert and so is no longer routing.
 
     - ``shared_baseline`` (the paper's): the shared baseline on every sample. Biased as above.
-    - ``routed_no_baseline``: labeled (routed) samples use ``G``; unlabeled ones keep the baseline. The routed
-      terms are unbiased; unlabeled samples are chosen by outcome too (the terminal reached was not watched), so
-      each expert keeps a smaller bias, ``+b(s) grad P(labeled | s)``, toward whichever terminal is watched.
-    - ``no_baseline``: every sample uses ``G``. Each expert then follows the exact policy gradient of its own
-      objective: the discounted training reward of the episodes it learns from (for the Diamond expert, +1 at any
-      terminal but a watched Ghost, which is worth 0), at the price of more variance.
+    - ``routed_no_baseline``: labeled (routed) samples use ``G``; unlabeled ones keep the baseline. Each expert
+      keeps a bias, ``+b(s) grad P(labeled | s)``, toward whichever terminal is watched: in an episode where only
+      the Ghost is watched, the Diamond expert is pushed away from the Diamond as under the paper's.
+    - ``no_baseline``: every sample uses ``G``. Each expert follows the expected policy gradient of its own
+      objective, the discounted training reward of the episodes it learns from (for the Diamond expert, +1 at any
+      terminal but a watched Ghost, which is worth 0), at the price of the most variance.
+    - ``unwatched_baseline``: the baseline on the samples of episodes with no overseen terminal (``batch.watched``
+      false), ``G`` on the others. Its expectation is ``no_baseline``'s exactly, with the baseline's variance
+      reduction on every episode that nobody watches (81% of them at 10% oversight, 98% at 1%).
     """
     if estimator == "shared_baseline":
-        return advantages, None
-    if mc_returns is None:
+        return batch.advantages, None
+    if batch.mc_returns is None:
         raise ValueError(f"routed_advantage {estimator!r} needs the batch's mc_returns (the Monte-Carlo returns)")
-    no_baseline = routes != Route.BOTH if estimator == "routed_no_baseline" else torch.ones_like(routes, dtype=bool)
-    return torch.where(no_baseline, mc_returns, advantages), no_baseline
+    if estimator == "routed_no_baseline":
+        no_baseline = batch.routes != Route.BOTH
+    elif estimator == "no_baseline":
+        no_baseline = torch.ones_like(batch.routes, dtype=torch.bool)
+    elif batch.watched is None:
+        raise ValueError(f"routed_advantage {estimator!r} needs the batch's watched (the episodes' oversight)")
+    else:
+        no_baseline = batch.watched
+    return torch.where(no_baseline, batch.mc_returns, batch.advantages), no_baseline
 
 
 def _objective(
@@ -221,9 +232,7 @@ def routed_loss(batch: Batch, policy: ActorCritic, coefs: LossCoefs) -> tuple[to
     """Policy gradient with each sample routed by ``batch.routes`` and its advantage by ``coefs.routed_advantage``
     (:func:`routed_advantages`), plus the gate cross-entropy on ``batch.labels``."""
     trunk = _trunk(batch, policy)
-    advantages, no_baseline = routed_advantages(
-        batch.advantages, batch.mc_returns, batch.routes, coefs.routed_advantage
-    )
+    advantages, no_baseline = routed_advantages(batch, coefs.routed_advantage)
     logits = policy.logits(trunk, route_masks(batch.routes))
     loss, metrics = _objective(logits, trunk.value, batch._replace(advantages=advantages), coefs, no_baseline)
     if coefs.gate > 0 and trunk.gate_logit is not None:

@@ -34,15 +34,25 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from oversight_rl.budget import Ladder, fitting_ladders
 from oversight_rl.config import PAPER, TrainConfig, preset_config, tuned_config, with_overrides
 from oversight_rl.methods import get_method
 from oversight_rl.sweep import DEFAULT_METHODS, DEFAULT_OVERSIGHT, SweepConfig, SweepReport, run_sweep
 
-PartName = Literal["main-default", "main-tuned", "budget", "ablations", "paper", "paper-full"]
-PART_NAMES: tuple[str, ...] = ("main-default", "main-tuned", "budget", "ablations", "paper", "paper-full")
+PartName = Literal[
+    "main-default",
+    "main-tuned",
+    "budget",
+    "ablations",
+    "paper",
+    "main-routing",
+    "budget-routing",
+    "budget-1pct",
+    "paper-full",
+]
+PART_NAMES: tuple[str, ...] = get_args(PartName)
 DEFAULT_PARTS: tuple[str, ...] = PART_NAMES[:-1]
 PINNED = {"env_backend": "torch", "eval_envs": 2048}
 """Settings of every run of every part."""
@@ -51,6 +61,10 @@ PAPER_EVAL_EVERY = 1_000_000
 ABLATIONS = ("no_routing", "constant_gate", "naive_early_stop")
 BUDGET_OVERSIGHT, BUDGET_SEEDS = 0.1, 5
 BUDGET = {"anneal_lr": False, "total_env_steps": 32_000_000, "eval_every": 1_000_000}
+SHARED_BASELINE = {"routed_advantage": "shared_baseline"}
+"""The routed estimator of the parts run before it was a setting (the paper's), pinned so that they resume as run."""
+UNBIASED = {"routed_advantage": TrainConfig().routed_advantage}
+"""The default routed estimator, which the routing parts added with it compare with the paper's."""
 SWEEP_SCRIPT = "scripts/sweep_oversight.py"
 
 
@@ -144,13 +158,24 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
     """The comparison's parts, as the module docstring lists them."""
     ladders = fitting_ladders(budget_base(), DEFAULT_METHODS, BUDGET_OVERSIGHT)  # 1M ... 32M
     main = dict(oversight=DEFAULT_OVERSIGHT, methods=DEFAULT_METHODS, seeds=10)
+    budget_unbiased = {**BUDGET, **UNBIASED}
+    one_percent = (0.01,)
     paper = dict(preset="paper", methods=DEFAULT_METHODS, seeds=3)
     steps = config.paper_env_steps
     paper_settings = {"total_env_steps": steps, "eval_every": PAPER_EVAL_EVERY}
     parts = [
-        Part("main-default", "every method at every oversight level, default settings", **main),
         Part(
-            "main-tuned", "every method at every oversight level, each with its tuned setting", **main, preset="tuned"
+            "main-default",
+            "every method at every oversight level, default settings, routing with the paper's estimator",
+            **main,
+            settings=SHARED_BASELINE,
+        ),
+        Part(
+            "main-tuned",
+            "every method at every oversight level, each with its tuned setting, routing with the paper's estimator",
+            **main,
+            preset="tuned",
+            settings=SHARED_BASELINE,
         ),
         Part(
             "budget",
@@ -158,10 +183,10 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             (BUDGET_OVERSIGHT,),
             DEFAULT_METHODS,
             BUDGET_SEEDS,
-            settings=BUDGET,
+            settings={**BUDGET, **SHARED_BASELINE},
             ladders=ladders,
         ),
-        Part("ablations", "ablations at 10% oversight", (0.1,), ABLATIONS, 10),
+        Part("ablations", "ablations at 10% oversight", (0.1,), ABLATIONS, 10, settings=SHARED_BASELINE),
         Part(
             "paper",
             f"the paper's settings (constant learning rate) at 10% oversight: final values against the budget, up"
@@ -171,6 +196,35 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             settings=paper_settings,
             directory=f"paper-{steps / 1e6:.4g}M",
             ladders=fitting_ladders(part_base("paper", paper_settings), DEFAULT_METHODS, 0.1),
+        ),
+        Part(
+            "main-routing",
+            f"routing with the unbiased estimator ({UNBIASED['routed_advantage']}) at every oversight level, default"
+            " settings",
+            DEFAULT_OVERSIGHT,
+            ("routing",),
+            10,
+            settings=UNBIASED,
+        ),
+        Part(
+            "budget-routing",
+            f"routing with the unbiased estimator against the budget at {BUDGET_OVERSIGHT:g} oversight, constant"
+            " learning rate",
+            (BUDGET_OVERSIGHT,),
+            ("routing",),
+            BUDGET_SEEDS,
+            settings=budget_unbiased,
+            ladders=fitting_ladders(part_base("default", budget_unbiased), ("routing",), BUDGET_OVERSIGHT),
+        ),
+        Part(
+            "budget-1pct",
+            "final values against the budget at 0.01 oversight, constant learning rate, routing with the unbiased"
+            " estimator",
+            one_percent,
+            DEFAULT_METHODS,
+            BUDGET_SEEDS,
+            settings=budget_unbiased,
+            ladders=fitting_ladders(part_base("default", budget_unbiased), DEFAULT_METHODS, one_percent[0]),
         ),
         Part(
             "paper-full",

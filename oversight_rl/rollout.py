@@ -32,6 +32,7 @@ class Rollout(NamedTuple):
     ghost_overseen: torch.Tensor  # bool
     next_value: torch.Tensor  # (S, N) value of the observation after the window
     trunk: Trunk | None  # per agent (S, T*N, ...): the forward pass with its graph, kept when the update reuses it
+    watched: torch.Tensor | None = None  # bool (T, S, N): the episode acting at this step has an overseen terminal
 
     @property
     def outcome(self) -> torch.Tensor:
@@ -75,10 +76,11 @@ def collect(
     draws are its own whatever the population. Returns the rollout and the observations after it.
     """
     dtype = next(iter(population.params.values())).dtype
-    forward, trunks, records = population.map(act), [], []
+    forward, trunks, records, watched = population.map(act), [], [], []
     with torch.set_grad_enabled(keep_graph):
         for t in range(num_steps):
             obs_t = obs.to(dtype)
+            watched.append(agent_envs.watched())  # of the episodes about to act: the next step may end them
             trunk, logits = forward(obs_t)
             probs = torch.softmax(logits.detach(), dim=-1)
             actions = sample_actions(probs, uniform(action_keys, step_counters.unsqueeze(1) + t).to(dtype))
@@ -91,7 +93,7 @@ def collect(
             next_value = population.map(value)(obs.to(dtype))
     fields = [torch.stack(column) for column in zip(*records, strict=True)]
     trunk = _stack_trunks(trunks) if keep_graph else None
-    return Rollout(*fields, next_value=next_value, trunk=trunk), obs
+    return Rollout(*fields, next_value=next_value, trunk=trunk, watched=torch.stack(watched)), obs
 
 
 def _stack_trunks(trunks: list[Trunk]) -> Trunk:

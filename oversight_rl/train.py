@@ -105,6 +105,7 @@ def build_batch(rollout: Rollout, method: Method, cfg: TrainConfig, steps: torch
         routes=per_agent(routes),
         labels=per_agent(labels),
         mc_returns=None if mc_returns is None else per_agent(mc_returns),
+        watched=None if rollout.watched is None else per_agent(rollout.watched),
         valid=None if valid is None else per_agent(valid),
         trunk=rollout.trunk,
     )

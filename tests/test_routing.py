@@ -269,6 +269,16 @@ def test_build_batch_filtering_keeps_verified_samples(tiny_cfg, filtering, expec
     assert batch.weights.tolist() == [[float(e) for e in expected]]
 
 
+def test_build_batch_gives_ppo_the_monte_carlo_returns_the_routed_estimator_needs(tiny_cfg):
+    """lambda 1, bootstrapped only where the window cuts an episode (env0 after its Diamond), whatever the critic."""
+    rollout = hand_rollout()._replace(values=torch.full((3, 1, 4), 0.3), next_value=torch.full((1, 4), 0.5))
+    g = tiny_cfg().gamma
+    batch = build_batch(rollout, METHODS["routing"], tiny_cfg(routed_advantage="no_baseline"))
+    by_step = [[g, 1.0, 0.0, g * g], [1.0, g, 0.0, g], [g * 0.5, 1.0, 0.0, 1.0]]  # (T, N): reward 1 at any terminal
+    torch.testing.assert_close(batch.mc_returns, torch.tensor([sum(by_step, [])]), rtol=1e-6, atol=1e-6)
+    assert build_batch(rollout, METHODS["routing"], tiny_cfg(routed_advantage="shared_baseline")).mc_returns is None
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Steering and the constant gate
 # ----------------------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from oversight_rl.config import TrainConfig
 from oversight_rl.evaluate import METRICS, evaluate, make_eval_env
 from oversight_rl.labels import Route
 from oversight_rl.losses import routed_loss
+from oversight_rl.rollout import discounted_returns
 from oversight_rl.rundir import CONFIG, EVAL_CSV, SUMMARY, TRAIN_CSV, read_csv, read_json
 from oversight_rl.sb3 import MoePolicy, RoutedPPO, RoutedRolloutBuffer, SingleExpertPolicy, make_batched_vec_env
 from oversight_rl.sb3.routed_ppo import RoutedRolloutSamples
@@ -133,6 +134,19 @@ def test_filtering_keeps_verified_and_by_default_unfinished_samples(filtering, k
     )
     assert model.kept(samples).tolist() == kept
     assert model.loss_coefs(0.2).mean_over_used == (filtering != "paper")
+
+
+def test_buffer_gives_finished_episodes_their_monte_carlo_returns():
+    """What routed_advantage uses where it drops the baseline: the return-to-go of the training reward, with no
+    value estimate in it on every step of an episode that ended inside the rollout."""
+    model = small_model(num_envs=16, gamma=0.9)
+    collect_one_rollout(model)
+    buffer = model.rollout_buffer
+    dones, rewards = torch.from_numpy(buffer.dones), torch.from_numpy(buffer.rewards)
+    expected = discounted_returns(rewards, dones, 0.9).numpy()
+    finished = buffer.routes != Route.BOTH  # labeled, so ended inside the window (before the swap to samples)
+    assert finished.sum() > 10
+    np.testing.assert_allclose(buffer.mc_returns[finished], expected[finished], rtol=1e-5, atol=1e-6)
 
 
 def test_buffer_refuses_steps_whose_episode_ends_were_not_recorded():
