@@ -31,6 +31,7 @@ from envs.true_reward import TrueReward, TrueRewardVec
 from envs.vectorize import (
     describe_vectorization,
     episode_step_limit,
+    episode_watched,
     make_batched,
     restore_vector_state,
     vector_state,
@@ -53,6 +54,7 @@ __all__ = [
     "TrueRewardVec",
     "describe_vectorization",
     "episode_step_limit",
+    "episode_watched",
     "layout_observation",
     "make_batched",
     "make_torch",

@@ -21,9 +21,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 
-from envs.diamond_ghost import DiamondGhostVecEnv, check_integer
+from envs.diamond_ghost import DiamondGhostEnv, DiamondGhostVecEnv, check_integer
 from envs.minigrid_envs import ENTRY_POINT as MINIGRID_ENTRY_POINT
-from envs.minigrid_envs import native_counterpart
+from envs.minigrid_envs import DiamondGhostMiniGridEnv, native_counterpart
 
 Vectorization = Literal["native", "sync"]
 
@@ -117,9 +117,18 @@ def watched_terminals(env: VectorEnv) -> np.ndarray:
         grid = env.unwrapped.grid
         return grid.ghost_overseen | grid.diamond_overseen
     if isinstance(env, SyncVectorEnv):
-        games = [single.unwrapped for single in env.envs]
-        return np.array([bool(np.any(game.ghost_overseen) or game.diamond_overseen) for game in games])
+        return np.array([episode_watched(single) for single in env.envs])
     raise TypeError(f"cannot read the oversight of {type(env).__name__}; expected DiamondGhostVecEnv or SyncVectorEnv")
+
+
+def episode_watched(env: gym.Env) -> bool:
+    """Whether the current episode of a single DiamondGhost or MiniGrid environment has an overseen terminal."""
+    game = env.unwrapped
+    if isinstance(game, DiamondGhostEnv):
+        return bool(game.grid.ghost_overseen[0] or game.grid.diamond_overseen[0])
+    if isinstance(game, DiamondGhostMiniGridEnv):
+        return bool(np.any(game.ghost_overseen) or game.diamond_overseen)
+    raise TypeError(f"cannot read the oversight of {type(game).__name__}; expected a DiamondGhost environment")
 
 
 def vector_state(env: VectorEnv) -> tuple[str, Any]:

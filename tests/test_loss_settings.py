@@ -101,7 +101,7 @@ BAD = [
     ("vf_coef", -1.0, ">= 0"),
     ("gate_coef", -0.1, ">= 0"),
     ("filtering", "everything", "one of tuned, paper, finished_only"),
-    ("routed_advantage", "critic", "one of shared_baseline, routed_no_baseline, no_baseline"),
+    ("routed_advantage", "critic", "one of shared_baseline, routed_no_baseline, no_baseline, unwatched_baseline"),
 ]
 
 

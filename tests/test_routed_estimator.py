@@ -283,3 +283,37 @@ def test_normalization_scales_but_never_centers_a_sample_without_baseline():
     torch.testing.assert_close(out[:2], adv[:2] * scale)  # only scaled: positive returns stay positive
     torch.testing.assert_close(out[2:4].sum(), torch.tensor(0.0))  # the others are centered on their own mean
     torch.testing.assert_close(normalized(adv, used, torch.zeros(5, dtype=torch.bool)), normalized(adv, used))
+
+
+# ----- what the trainers record for it --------------------------------------------------------------------------
+
+
+def check_watched(watched, dones, labeled, ghost_overseen) -> None:
+    """Each step's flag is its episode's: constant until the episode ends, and set wherever the episode ended with a
+    label or at a watched Ghost."""
+    assert watched[dones & (labeled | ghost_overseen)].all()
+    assert (~watched).any() and watched.any()
+    assert torch.equal(watched[1:][~dones[:-1]], watched[:-1][~dones[:-1]])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_the_native_trainer_records_each_episodes_oversight(tmp_path, tiny_cfg, backend):
+    from oversight_rl.rollout import collect
+    from oversight_rl.train import Trainer
+
+    trainer = Trainer([tiny_cfg(env_backend=backend, num_steps=32)], [tmp_path / "run"], progress=False)
+    counters = torch.zeros(1, dtype=torch.int64)
+    rollout, _ = collect(trainer.envs, trainer.population, trainer.obs, 32, trainer.action_keys, counters)
+    check_watched(rollout.watched, rollout.dones, rollout.labeled, rollout.ghost_overseen)
+
+
+def test_routed_ppo_records_each_episodes_oversight():
+    from oversight_rl.sb3 import RoutedPPO, make_batched_vec_env
+
+    env = make_batched_vec_env("OversightRL/DiamondGhost-5x5-v0", 16, seed=0, oversight=0.5)
+    model = RoutedPPO("MoePolicy", env, n_steps=32, batch_size=128, seed=0, policy_kwargs={"width": 8})
+    _, callback = model._setup_learn(model.n_steps * model.n_envs, None)
+    assert model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+    buffer = model.rollout_buffer
+    as_torch = (torch.from_numpy(getattr(buffer, name)) for name in ("watched", "dones", "labeled", "ghost_overseen"))
+    check_watched(*as_torch)

@@ -130,7 +130,13 @@ def test_filtering_keeps_verified_and_by_default_unfinished_samples(filtering, k
     fields = dict(verified=torch.tensor([1.0, 0.0, 0.0]), unfinished=torch.tensor([0.0, 0.0, 1.0]))
     empty = {name: torch.zeros(3) for name in ("observations", "actions", "old_values", "old_log_prob")}
     samples = RoutedRolloutSamples(
-        **empty, advantages=torch.zeros(3), returns=torch.zeros(3), routes=torch.zeros(3), **fields, mc_returns=None
+        **empty,
+        advantages=torch.zeros(3),
+        returns=torch.zeros(3),
+        routes=torch.zeros(3),
+        **fields,
+        mc_returns=None,
+        watched=None,
     )
     assert model.kept(samples).tolist() == kept
     assert model.loss_coefs(0.2).mean_over_used == (filtering != "paper")

@@ -38,6 +38,7 @@ from oversight_rl.losses import LOSS_SETTINGS, Batch, LossCoefs, loss_coefs
 from oversight_rl.methods import Method, get_method
 from oversight_rl.rollout import gae, terminal_rewards
 from oversight_rl.sb3.policies import ModulePolicy, MoePolicy, SingleExpertPolicy
+from oversight_rl.sb3.vec_env import watched_terminals
 
 EPISODE_END_KEYS = ("terminal", "labeled", "ghost_overseen")
 """What the info of a step that ends an episode must hold (DiamondGhostEnv puts them there)."""
@@ -56,9 +57,10 @@ class RoutedRolloutSamples(NamedTuple):
     verified: torch.Tensor  # 1.0 where an overseer can verify the episode's outcome (labeled or timed out)
     unfinished: torch.Tensor  # 1.0 where the episode had not ended when the rollout did
     mc_returns: torch.Tensor  # return-to-go of the training reward with no baseline (lambda 1), for routed_advantage
+    watched: torch.Tensor  # the episode acting at this step has an overseen terminal, for routed_advantage
 
 
-ADDED_FIELDS = ("routes", "verified", "unfinished", "mc_returns")  # what RoutedRolloutSamples adds to SB3's samples
+ADDED_FIELDS = ("routes", "verified", "unfinished", "mc_returns", "watched")  # RoutedRolloutSamples' own fields
 
 
 class RoutedRolloutBuffer(RolloutBuffer):
@@ -91,6 +93,7 @@ class RoutedRolloutBuffer(RolloutBuffer):
         self.verified = np.zeros(shape, dtype=np.float32)
         self.unfinished = np.zeros(shape, dtype=np.float32)
         self.mc_returns = np.zeros(shape, dtype=np.float32)
+        self.watched = np.zeros(shape, dtype=bool)
         super().reset()
 
     def record_step(self, dones: np.ndarray, infos: list[dict], rewards: np.ndarray) -> None:
@@ -110,6 +113,11 @@ class RoutedRolloutBuffer(RolloutBuffer):
             self.labeled[t, i] = infos[i]["labeled"]
             self.ghost_overseen[t, i] = infos[i]["ghost_overseen"]
         self.recorded[t] = True
+
+    def record_watched(self, t: int, watched: np.ndarray) -> None:
+        """Store whether the episodes that act in step ``t`` have an overseen terminal (past the end: ignored)."""
+        if t < self.buffer_size:
+            self.watched[t] = watched
 
     def add(self, obs, action, reward, episode_start, value, log_prob) -> None:
         """SB3's ``add``, with the step's reward replaced by the training reward."""
@@ -170,9 +178,19 @@ class EpisodeLabels(BaseCallback):
     ``rollout/labeled_fraction`` (of the episodes that ended).
     """
 
+    def _on_rollout_start(self) -> None:
+        self._record_watched(self.model.rollout_buffer, 0)
+
     def _on_step(self) -> bool:
-        self.locals["rollout_buffer"].record_step(self.locals["dones"], self.locals["infos"], self.locals["rewards"])
+        buffer = self.locals["rollout_buffer"]
+        buffer.record_step(self.locals["dones"], self.locals["infos"], self.locals["rewards"])
+        self._record_watched(buffer, buffer.pos + 1)  # the episodes now current act in the next step
         return True
+
+    def _record_watched(self, buffer: RoutedRolloutBuffer, t: int) -> None:
+        """Record which current episodes have an overseen terminal, where the routed estimator needs it."""
+        if self.model.routed_advantage == "unwatched_baseline":
+            buffer.record_watched(t, watched_terminals(self.training_env))
 
     def _on_rollout_end(self) -> None:
         buffer = self.locals["rollout_buffer"]
@@ -355,6 +373,7 @@ class RoutedPPO(PPO):
             routes=samples.routes if spec.route else torch.full_like(samples.routes, Route.BOTH),
             labels=samples.routes,
             mc_returns=samples.mc_returns,
+            watched=samples.watched.bool(),
         )
 
     def train(self) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
-from stable_baselines3.common.vec_env import VecEnv, VecMonitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 
 import envs
 
@@ -75,6 +75,17 @@ class BatchedVecEnv(VecEnv):
 def _scalar(value: Any) -> Any:
     """A numpy scalar as the Python value a single env's info holds (SyncVectorEnv keeps some in object arrays)."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def watched_terminals(venv: VecEnv) -> np.ndarray:
+    """Whether each environment's current episode has an overseen terminal (``envs.watched_terminals``), for a
+    ``BatchedVecEnv`` or a ``DummyVecEnv`` of DiamondGhost environments, under any VecEnv wrappers."""
+    inner = venv.unwrapped
+    if isinstance(inner, BatchedVecEnv):
+        return envs.watched_terminals(inner.env)
+    if isinstance(inner, DummyVecEnv):
+        return np.array([envs.episode_watched(env) for env in inner.envs])
+    raise TypeError(f"cannot read the oversight of {type(inner).__name__}; expected BatchedVecEnv or DummyVecEnv")
 
 
 def make_batched_vec_env(env_id: str, num_envs: int, seed: int | None = None, **env_kwargs: Any) -> VecMonitor:
