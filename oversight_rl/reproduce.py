@@ -48,6 +48,7 @@ PartName = Literal[
     "ablations",
     "paper",
     "main-routing",
+    "main-routed-no-baseline",
     "budget-routing",
     "budget-1pct",
     "paper-full",
@@ -65,6 +66,8 @@ SHARED_BASELINE = {"routed_advantage": "shared_baseline"}
 """The routed estimator of the parts run before it was a setting (the paper's), pinned so that they resume as run."""
 UNBIASED = {"routed_advantage": TrainConfig().routed_advantage}
 """The default routed estimator, which the routing parts added with it compare with the paper's."""
+ROUTED_NO_BASELINE = {"routed_advantage": "routed_no_baseline"}
+"""The estimator without a baseline on labeled samples only: biased, but the best of four in a pilot."""
 SWEEP_SCRIPT = "scripts/sweep_oversight.py"
 
 
@@ -205,6 +208,15 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             ("routing",),
             10,
             settings=UNBIASED,
+        ),
+        Part(
+            "main-routed-no-baseline",
+            "routing with no baseline on labeled samples only (routed_no_baseline) at every oversight level, default"
+            " settings",
+            DEFAULT_OVERSIGHT,
+            ("routing",),
+            10,
+            settings=ROUTED_NO_BASELINE,
         ),
         Part(
             "budget-routing",
