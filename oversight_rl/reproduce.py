@@ -64,8 +64,9 @@ BUDGET_OVERSIGHT, BUDGET_SEEDS = 0.1, 5
 BUDGET = {"anneal_lr": False, "total_env_steps": 32_000_000, "eval_every": 1_000_000}
 SHARED_BASELINE = {"routed_advantage": "shared_baseline"}
 """The routed estimator of the parts run before it was a setting (the paper's), pinned so that they resume as run."""
-UNBIASED = {"routed_advantage": TrainConfig().routed_advantage}
-"""The default routed estimator, which the routing parts added with it compare with the paper's."""
+UNBIASED = {"routed_advantage": "unwatched_baseline"}
+"""The unbiased routed estimator with the least variance, which the routing parts added with it compare with the
+paper's."""
 ROUTED_NO_BASELINE = {"routed_advantage": "routed_no_baseline"}
 """The estimator without a baseline on labeled samples only: biased, but the best of four in a pilot."""
 SWEEP_SCRIPT = "scripts/sweep_oversight.py"
