@@ -80,15 +80,17 @@ class TrainConfig:
     """Value loss coefficient."""
     gate_coef: float = 0.1
     """Gate cross-entropy coefficient, averaged over labeled samples (the paper: 0.01)."""
-    routed_advantage: Literal["unwatched_baseline", "no_baseline", "routed_no_baseline", "shared_baseline"] = (
-        "unwatched_baseline"
-    )
+    routed_advantage: Literal[
+        "unwatched_baseline", "expert_returns", "no_baseline", "routed_no_baseline", "shared_baseline"
+    ] = "unwatched_baseline"
     """Advantages of the mixture methods (routing, no_routing, constant_gate). A value baseline biases a sample
     chosen by its episode's outcome: on Diamond-routed samples it pushes the Diamond expert away from the Diamond.
     unwatched_baseline: the shared value baseline only in episodes with no overseen terminal (their route cannot
-    depend on the outcome), Monte-Carlo returns elsewhere; unbiased. no_baseline: Monte-Carlo returns on every
-    sample; unbiased, noisier. routed_no_baseline: none on labeled samples, the baseline on the others; still biased
-    where one terminal is watched. shared_baseline: the paper's, the baseline on every sample."""
+    depend on the outcome), Monte-Carlo returns elsewhere; unbiased. expert_returns: every part of the mixture learns
+    from every sample, with its own route's return (0 on the other expert's labeled episodes) minus the baseline;
+    unbiased (shared expert heads only). no_baseline: Monte-Carlo returns on every sample; unbiased, noisier.
+    routed_no_baseline: none on labeled samples, the baseline on the others; still biased where one terminal is
+    watched. shared_baseline: the paper's, the baseline on every sample."""
     filtering: Literal["tuned", "paper", "finished_only"] = "tuned"
     """Which samples filtering trains on, and how they are averaged. tuned: verified episodes (labeled or timed
     out) plus episodes unfinished in the window (with the algorithm's own return: bootstrapped under ppo), averaged
@@ -194,6 +196,12 @@ class TrainConfig:
             ),
             *self.loss_checks(),
             *self.choice_checks(),
+            (
+                "routed-advantage",
+                self.routed_advantage != "expert_returns" or self.expert_heads == "shared",
+                "another estimator with --expert-heads separate (expert_returns trains the output layer as a part of"
+                " its own)",
+            ),
             ("early-stop-patience", self.early_stop_patience >= 0, ">= 0"),
             ("eval-every", self.eval_every >= 1, ">= 1"),
             ("eval-envs", self.eval_envs >= 1, ">= 1"),

@@ -30,6 +30,7 @@ class RouteMasks(NamedTuple):
     diamond: torch.Tensor
     ghost: torch.Tensor
     gate: torch.Tensor
+    head: torch.Tensor | None = None  # the output layer(s); None: every sample reaches them
 
 
 def backfill(end_values: torch.Tensor, dones: torch.Tensor, unfinished_value) -> torch.Tensor:

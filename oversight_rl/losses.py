@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 
-from oversight_rl.labels import Route, route_masks
+from oversight_rl.labels import Route, RouteMasks, route_masks
 from oversight_rl.policies import ActorCritic, Trunk
 
 
@@ -48,7 +48,7 @@ class Batch(NamedTuple):
 
 FILTERING = ("tuned", "paper", "finished_only")
 """How the filtering method keeps and averages its samples (:attr:`oversight_rl.config.TrainConfig.filtering`)."""
-ROUTED_ADVANTAGES = ("shared_baseline", "routed_no_baseline", "no_baseline", "unwatched_baseline")
+ROUTED_ADVANTAGES = ("shared_baseline", "routed_no_baseline", "no_baseline", "unwatched_baseline", "expert_returns")
 """The routed loss's advantage estimators (:attr:`oversight_rl.config.TrainConfig.routed_advantage`)."""
 
 
@@ -181,23 +181,32 @@ def routed_advantages(batch: Batch, estimator: str) -> tuple[torch.Tensor, torch
     return torch.where(no_baseline, batch.mc_returns, batch.advantages), no_baseline
 
 
+class PolicyTerm(NamedTuple):
+    """One policy-gradient term of a loss: the logits it differentiates (routed as it wants) and its advantages."""
+
+    logits: torch.Tensor
+    advantages: torch.Tensor
+    no_baseline: torch.Tensor | None = None  # samples whose advantage normalization must not center
+
+
 def _objective(
-    logits: torch.Tensor, value: torch.Tensor, batch: Batch, coefs: LossCoefs, no_baseline: torch.Tensor | None = None
+    logits: torch.Tensor, value: torch.Tensor, batch: Batch, coefs: LossCoefs, terms: list[PolicyTerm] | None = None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss from ``logits`` (entropy, KL) and ``value``, with the policy-gradient ``terms`` (by default one:
+    ``logits`` with ``batch.advantages``)."""
     w = batch.weights if batch.valid is None else batch.weights * batch.valid
     everything = w.new_tensor(float(w.shape[-1])) if batch.valid is None else batch.valid.sum()
     denom = w.sum().clamp(min=1.0) if coefs.mean_over_used else everything
     log_probs = torch.log_softmax(logits, dim=-1)
-    logp = log_probs.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
     entropy_per_sample = -(log_probs.exp() * log_probs).sum(-1)
-    adv = normalized(batch.advantages, w > 0, no_baseline) if coefs.normalize_advantages else batch.advantages
+    logp = log_probs.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
     log_ratio = logp - batch.old_logp
-    if coefs.clip is None:
-        per_sample = -adv * logp
-    else:
-        ratio = log_ratio.exp()
-        per_sample = torch.max(-adv * ratio, -adv * ratio.clamp(1 - coefs.clip, 1 + coefs.clip))
-    policy_loss = (per_sample * w).sum() / denom
+    terms = [PolicyTerm(logits, batch.advantages)] if terms is None else terms
+    policy_loss = sum(
+        _policy_term(logp if term.logits is logits else taken_logp(term.logits, batch), term, batch, coefs, w)
+        for term in terms
+    )
+    policy_loss = policy_loss / denom
     value_loss = 0.5 * ((value - batch.returns).pow(2) * w).sum() / denom
     entropy = (entropy_per_sample * w).sum() / denom
     loss = policy_loss + coefs.vf * value_loss - coefs.ent * entropy
@@ -208,6 +217,23 @@ def _objective(
         "losses/approx_kl": (((log_ratio.exp() - 1) - log_ratio) * w).sum() / denom,
     }
     return loss, {key: value.detach() for key, value in metrics.items()}
+
+
+def taken_logp(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Log-probability of each sample's action."""
+    return torch.log_softmax(logits, dim=-1).gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+
+
+def _policy_term(logp: torch.Tensor, term: PolicyTerm, batch: Batch, coefs: LossCoefs, w: torch.Tensor) -> torch.Tensor:
+    """PPO's clipped surrogate (REINFORCE's ``-A log pi`` without a clip) of one term (``logp`` from its logits),
+    summed over the samples."""
+    adv = normalized(term.advantages, w > 0, term.no_baseline) if coefs.normalize_advantages else term.advantages
+    if coefs.clip is None:
+        per_sample = -adv * logp
+    else:
+        ratio = (logp - batch.old_logp).exp()  # exp(log_ratio), as the metric's
+        per_sample = torch.max(-adv * ratio, -adv * ratio.clamp(1 - coefs.clip, 1 + coefs.clip))
+    return (per_sample * w).sum()
 
 
 def _trunk(batch: Batch, policy: ActorCritic) -> Trunk:
@@ -230,11 +256,14 @@ def filtered_loss(batch: Batch, policy: ActorCritic, coefs: LossCoefs) -> tuple[
 
 def routed_loss(batch: Batch, policy: ActorCritic, coefs: LossCoefs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Policy gradient with each sample routed by ``batch.routes`` and its advantage by ``coefs.routed_advantage``
-    (:func:`routed_advantages`), plus the gate cross-entropy on ``batch.labels``."""
+    (:func:`routed_advantages`, :func:`expert_return_terms`), plus the gate cross-entropy on ``batch.labels``."""
     trunk = _trunk(batch, policy)
-    advantages, no_baseline = routed_advantages(batch, coefs.routed_advantage)
     logits = policy.logits(trunk, route_masks(batch.routes))
-    loss, metrics = _objective(logits, trunk.value, batch._replace(advantages=advantages), coefs, no_baseline)
+    if coefs.routed_advantage == "expert_returns":
+        terms = expert_return_terms(batch, policy, trunk)
+    else:
+        terms = [PolicyTerm(logits, *routed_advantages(batch, coefs.routed_advantage))]
+    loss, metrics = _objective(logits, trunk.value, batch, coefs, terms)
     if coefs.gate > 0 and trunk.gate_logit is not None:
         labeled = batch.labels != Route.BOTH
         target = (batch.labels == Route.DIAMOND).to(trunk.gate_logit.dtype)
@@ -243,6 +272,32 @@ def routed_loss(batch: Batch, policy: ActorCritic, coefs: LossCoefs) -> tuple[to
         loss = loss + coefs.gate * torch.nan_to_num(gate_loss)  # no labeled sample: no gate loss
         metrics["losses/gate"] = gate_loss.detach()
     return loss, metrics
+
+
+def expert_return_terms(batch: Batch, policy: ActorCritic, trunk: Trunk) -> list[PolicyTerm]:
+    """``expert_returns``: routing's objective, with the baseline on every sample. Each part of the mixture learns
+    from every sample, with the return of the episodes routing lets it learn from (0 on the others) minus the
+    shared value baseline: the Diamond expert ``G 1[route != Ghost] - V(s)``, the Ghost expert ``G 1[route !=
+    Diamond] - V(s)``, the gate ``G 1[route = both] - V(s)``, the output layer ``G - V(s)`` (the batch's own
+    advantages). No sample is chosen by its outcome, so the baseline cancels in expectation and each part follows
+    the expected gradient of the same objective as under ``no_baseline``; but a labeled episode reaches the other
+    expert too, through ``-V(s)`` alone: it tells the Diamond expert that a watched Ghost was worth nothing, where
+    routing's gradient mask tells it nothing."""
+    if batch.mc_returns is None:
+        raise ValueError("routed_advantage 'expert_returns' needs the batch's mc_returns (the Monte-Carlo returns)")
+    values = batch.returns - batch.advantages  # returns are advantages + V(s) under GAE and REINFORCE alike
+    everyone, no_one = torch.ones_like(batch.routes, dtype=torch.bool), torch.zeros_like(batch.routes, dtype=torch.bool)
+
+    def part(diamond, ghost, gate, head, learns_from) -> PolicyTerm:
+        logits = policy.logits(trunk, RouteMasks(diamond, ghost, gate, head))
+        return PolicyTerm(logits, torch.where(learns_from, batch.mc_returns, 0.0) - values)
+
+    return [
+        part(everyone, no_one, no_one, no_one, batch.routes != Route.GHOST),
+        part(no_one, everyone, no_one, no_one, batch.routes != Route.DIAMOND),
+        part(no_one, no_one, everyone, no_one, batch.routes == Route.BOTH),
+        PolicyTerm(policy.logits(trunk, RouteMasks(no_one, no_one, no_one, everyone)), batch.advantages),
+    ]
 
 
 LOSSES = {"pg": policy_gradient_loss, "filtered": filtered_loss, "routed": routed_loss}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from oversight_rl.labels import RouteMasks
@@ -83,6 +84,15 @@ def _route(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return torch.where(keep.view(-1, *([1] * (x.dim() - 1))), x, x.detach())
 
 
+def _layer(layer: nn.Linear, x: torch.Tensor, kept: torch.Tensor | None) -> torch.Tensor:
+    """``layer(x)``, whose own parameters get gradient only from the rows ``kept`` (None: every row); ``x`` gets it
+    from every row."""
+    if kept is None:
+        return layer(x)
+    frozen = F.linear(x, layer.weight.detach(), None if layer.bias is None else layer.bias.detach())
+    return torch.where(kept.view(-1, *([1] * (x.dim() - 1))), layer(x), frozen)
+
+
 class MoEPolicy(ActorCritic):
     """Diamond and Ghost experts mixed by a gate, ``h = g*diamond + (1-g)*ghost``, then a shared output layer.
 
@@ -123,20 +133,22 @@ class MoEPolicy(ActorCritic):
         return Trunk((self.diamond(flat), self.ghost(flat)), gate_logit, self.critic(flat).squeeze(-1))
 
     def logits(self, trunk: Trunk, route: RouteMasks | None = None, steer: str | None = None) -> torch.Tensor:
+        head_kept = None if route is None else route.head
         diamond, ghost = trunk.experts
         if self.ghost_head is not None:  # each expert's own output layer, routed with it below
-            diamond, ghost = self.head(diamond), self.ghost_head(ghost)
+            diamond, ghost = _layer(self.head, diamond, head_kept), _layer(self.ghost_head, ghost, head_kept)
         if steer is not None:
             return self.readout(diamond if steer == "diamond" else ghost)
         g = torch.sigmoid(trunk.gate_logit)
         if route is not None:
             diamond, ghost, g = _route(diamond, route.diamond), _route(ghost, route.ghost), _route(g, route.gate)
         g = g.unsqueeze(-1)
-        return self.readout(g * diamond + (1 - g) * ghost)
+        return self.readout(g * diamond + (1 - g) * ghost, head_kept)
 
-    def readout(self, x: torch.Tensor) -> torch.Tensor:
-        """The shared output layer; nothing when each expert has its own, already applied."""
-        return self.head(x) if self.ghost_head is None else x
+    def readout(self, x: torch.Tensor, kept: torch.Tensor | None = None) -> torch.Tensor:
+        """The shared output layer (its parameters learning only from the rows ``kept``, when given); nothing when
+        each expert has its own, already applied."""
+        return _layer(self.head, x, kept) if self.ghost_head is None else x
 
     def expert(self, name: str) -> SteeredPolicy:
         if name not in EXPERTS:

@@ -18,7 +18,7 @@ import torch
 from oversight_rl.config import PAPER, TrainConfig
 from oversight_rl.labels import Route
 from oversight_rl.losses import Batch, LossCoefs, normalized, routed_advantages, routed_loss
-from oversight_rl.policies import Trunk
+from oversight_rl.policies import MoEPolicy, Trunk
 
 DIAMOND_CELL, GHOST_CELL, START = 0, 4, 3
 HORIZON, GAMMA = 16, 0.97
@@ -238,6 +238,66 @@ def test_unwatched_baseline_has_less_variance_than_no_baseline():
         return sum(w * grad.pow(2).sum().item() for w, grad in episode_steps(table, estimator, unwatched=0.8))
 
     assert second_moment("unwatched_baseline") < 0.8 * second_moment("no_baseline")
+
+
+# ----- the whole mixture -----------------------------------------------------------------------------------------
+
+
+def mixture_batch(policy: MoEPolicy, unwatched: float) -> Batch:
+    """Every sample of every episode of ``policy`` on the corridor (one-hot cells), weighted by its episode's
+    probability: with probability ``unwatched`` no terminal is watched (every route is both), else both are."""
+    cells = torch.eye(5, dtype=torch.float64)
+    with torch.no_grad():
+        table = policy(cells)
+    rows = []
+    for prob, steps, end in trajectories(table):
+        for watched, share in ((True, 1.0 - unwatched), (False, unwatched)):
+            outcome = {DIAMOND_CELL: Route.DIAMOND, GHOST_CELL: Route.GHOST, None: Route.BOTH}[end]
+            route = outcome if watched else Route.BOTH
+            for t, (cell, action) in enumerate(steps):
+                ret = GAMMA ** (len(steps) - 1 - t) if end is not None else 0.0
+                rows.append((cell, action, share * prob.item(), ret, NEAREST_TERMINAL_VALUE[cell], route, watched))
+    cell, action, weight, ret, value, route, watched = (list(column) for column in zip(*rows, strict=True))
+    ret, value = torch.tensor(ret, dtype=torch.float64), torch.tensor(value, dtype=torch.float64)
+    return Batch(
+        obs=cells[cell],
+        actions=torch.tensor(action),
+        old_logp=torch.zeros(len(rows), dtype=torch.float64),
+        advantages=ret - value,
+        returns=ret,
+        weights=torch.tensor(weight, dtype=torch.float64),
+        routes=torch.tensor(route),
+        labels=torch.tensor(route),
+        mc_returns=ret,
+        watched=torch.tensor(watched),
+    )
+
+
+def mixture_update(policy: MoEPolicy, batch: Batch, estimator: str) -> dict[str, torch.Tensor]:
+    """The expected routed step of every parameter of the mixture (the gate's cross-entropy left out)."""
+    coefs = LossCoefs(clip=None, ent=0.0, vf=0.0, gate=0.0, normalize_advantages=False, routed_advantage=estimator)
+    names, params = zip(*policy.named_parameters(), strict=True)
+    grads = torch.autograd.grad(routed_loss(batch, policy, coefs)[0], params, allow_unused=True)
+    total = batch.weights.sum()
+    return {n: -g * total for n, g in zip(names, grads, strict=True) if g is not None}
+
+
+@pytest.mark.parametrize("unwatched", [0.0, 0.7])
+def test_every_unbiased_estimator_takes_the_same_expected_step_for_the_whole_mixture(unwatched):
+    """Both experts, the gate and the shared output layer of a real MoEPolicy: ``unwatched_baseline`` and
+    ``expert_returns`` reduce the variance of ``no_baseline`` without changing its expected step; the paper's
+    estimator changes it."""
+    torch.manual_seed(0)
+    policy = MoEPolicy(5, width=4, depth=1, num_actions=2).double()  # cells one-hot, left or right
+    batch = mixture_batch(policy, unwatched)
+    unbiased = mixture_update(policy, batch, "no_baseline")
+    assert set(unbiased) >= {"diamond.0.weight", "ghost.0.weight", "gate_net.1.weight", "head.weight"}
+    for estimator in ("unwatched_baseline", "expert_returns"):
+        step = mixture_update(policy, batch, estimator)
+        for name, grad in unbiased.items():
+            torch.testing.assert_close(step[name], grad, rtol=1e-9, atol=1e-12, msg=f"{estimator}: {name}")
+    paper = mixture_update(policy, batch, "shared_baseline")
+    assert not all(torch.allclose(paper[n], g, rtol=1e-3, atol=1e-6) for n, g in unbiased.items())
 
 
 def test_the_default_is_unbiased_and_the_paper_preset_keeps_the_papers():
