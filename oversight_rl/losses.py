@@ -152,8 +152,8 @@ def routed_advantages(batch: Batch, estimator: str) -> tuple[torch.Tensor, torch
     chosen by outcome as well wherever a terminal is watched (the terminal reached was not). A baseline is unbiased
     only on samples whose route could not have depended on the outcome: episodes with no overseen terminal, routed
     to both experts wherever they end. Elsewhere it would have to be computed and added back, which needs each
-    action's probability of each outcome, or be applied to every sample with the route's own reward, which sends the
-    other route's samples into the expert and so is no longer routing.
+    action's probability of each outcome, or be applied to every sample with the route's own return
+    (``expert_returns``), so that no sample is chosen at all.
 
     - ``shared_baseline`` (the paper's): the shared baseline on every sample. Biased as above.
     - ``routed_no_baseline``: labeled (routed) samples use ``G``; unlabeled ones keep the baseline. Each expert
@@ -165,6 +165,7 @@ def routed_advantages(batch: Batch, estimator: str) -> tuple[torch.Tensor, torch
     - ``unwatched_baseline``: the baseline on the samples of episodes with no overseen terminal (``batch.watched``
       false), ``G`` on the others. Its expectation is ``no_baseline``'s exactly, with the baseline's variance
       reduction on every episode that nobody watches (81% of them at 10% oversight, 98% at 1%).
+    - ``expert_returns`` is not a per-sample choice: see :func:`expert_return_terms`.
     """
     if estimator == "shared_baseline":
         return batch.advantages, None
