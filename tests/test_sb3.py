@@ -174,6 +174,16 @@ def test_routing_trains_on_any_terminal_reward_and_logs_labels():
     assert 0.0 <= model.logger.name_to_value["rollout/labeled_fraction"] <= 1.0
 
 
+@pytest.mark.parametrize("estimator", ["shared_baseline", "routed_no_baseline", "no_baseline", "expert_returns"])
+def test_routed_ppo_trains_with_every_routed_estimator(estimator):
+    model = small_model(num_envs=16, routed_advantage=estimator)
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    model.learn(16 * 16, progress_bar=False)
+    assert model.loss_coefs(0.2).routed_advantage == estimator
+    assert np.isfinite(model.logger.name_to_value["train/policy_gradient_loss"])
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.policy.parameters(), strict=True))
+
+
 def test_user_callbacks_run_after_the_labels_are_recorded():
     class Spy(BaseCallback):
         def _on_step(self) -> bool:
