@@ -2,7 +2,8 @@
 
 Each configuration trains a few updates to warm up, then is timed over ``--updates`` more. The paper preset is timed
 twice in the same run: backpropagating through the rollout's forward pass (the default) and recomputing it, as the
-reference implementation does; their ratio is the speed-up from reuse.
+reference implementation does; their ratio is the speed-up from reuse. Routing is timed under each routed estimator
+(``--routed-advantage``), each as a ratio to the paper's ``shared_baseline`` in the same run.
 
     python benchmarks/train_throughput.py [--updates 10]
 """
@@ -15,6 +16,7 @@ import tempfile
 import time
 
 from oversight_rl.config import PRESETS
+from oversight_rl.losses import ROUTED_ADVANTAGES
 from oversight_rl.train import Trainer
 
 REFERENCE_PAPER_STEPS_PER_S = 25_000  # the authors' code at the paper's settings on this machine (DESIGN section 5)
@@ -39,6 +41,10 @@ def main() -> None:
     default, paper = PRESETS["default"], PRESETS["paper"]
     configs = {
         "routing ppo w64 (default)": default,
+        **{
+            f"routing ppo w64, {estimator}": dataclasses.replace(default, routed_advantage=estimator)
+            for estimator in ROUTED_ADVANTAGES
+        },
         "naive ppo w64": dataclasses.replace(default, method="naive"),
         "filtering ppo w64": dataclasses.replace(default, method="filtering"),
         "routing ppo w256": dataclasses.replace(default, width=256),
@@ -50,9 +56,14 @@ def main() -> None:
     for name, config in configs.items():
         results[name] = steps_per_second(config, args.updates)
         print(f"{name:<44}{results[name]:>14,.0f}", flush=True)
+    shared = results["routing ppo w64, shared_baseline"]
+    print()
+    for estimator in ROUTED_ADVANTAGES:
+        ratio = results[f"routing ppo w64, {estimator}"] / shared
+        print(f"routing, {estimator} / shared_baseline (same run): {ratio:.2f}x")
     reuse = results["paper: routing reinforce w256, reuse"]
     recompute = results["paper: routing reinforce w256, recompute"]
-    print(f"\npaper preset, reuse / recompute (same run): {reuse / recompute:.2f}x")
+    print(f"paper preset, reuse / recompute (same run): {reuse / recompute:.2f}x")
     print(
         f"paper preset, reuse / reference code's {REFERENCE_PAPER_STEPS_PER_S:,} (external figure): "
         f"{reuse / REFERENCE_PAPER_STEPS_PER_S:.2f}x"
