@@ -286,6 +286,8 @@ def expert_return_terms(batch: Batch, policy: ActorCritic, trunk: Trunk) -> list
     routing's gradient mask tells it nothing."""
     if batch.mc_returns is None:
         raise ValueError("routed_advantage 'expert_returns' needs the batch's mc_returns (the Monte-Carlo returns)")
+    if trunk.gate_logit is None:
+        raise ValueError("routed_advantage 'expert_returns' needs a mixture policy (experts and a gate)")
     values = batch.returns - batch.advantages  # returns are advantages + V(s) under GAE and REINFORCE alike
     everyone, no_one = torch.ones_like(batch.routes, dtype=torch.bool), torch.zeros_like(batch.routes, dtype=torch.bool)
 
