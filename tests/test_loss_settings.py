@@ -10,7 +10,7 @@ import pytest
 from conftest import TINY
 
 from oversight_rl.config import PAPER, TrainConfig
-from oversight_rl.losses import LOSS_SETTINGS, LossCoefs
+from oversight_rl.losses import LOSS_SETTINGS, ROUTED_ADVANTAGES, LossCoefs
 from oversight_rl.methods import get_method
 from oversight_rl.sb3.routed_ppo import PPO_KEYWORDS, own_loss_defaults
 from oversight_rl.sb3.train import make_model, make_train_env
@@ -101,7 +101,7 @@ BAD = [
     ("vf_coef", -1.0, ">= 0"),
     ("gate_coef", -0.1, ">= 0"),
     ("filtering", "everything", "one of tuned, paper, finished_only"),
-    ("routed_advantage", "critic", "one of shared_baseline, routed_no_baseline, no_baseline, unwatched_baseline"),
+    ("routed_advantage", "critic", f"one of {', '.join(ROUTED_ADVANTAGES)}"),
 ]
 
 
