@@ -32,6 +32,13 @@ from oversight_rl.rundir import read_csv
 
 RESULTS_MD = "results.md"
 CLAIMS = "claims"
+ESTIMATORS = "estimators"
+ESTIMATOR_PARTS = {
+    "main-default": "shared_baseline",
+    "main-routing": "unwatched_baseline",
+    "main-routed-no-baseline": "routed_no_baseline",
+}
+"""The main-grid parts of routing under each routed estimator (main-default's is the paper's)."""
 MIXTURE_POLICIES = {"trained": "trained mixture", "diamond": "Diamond expert", "ghost": "Ghost expert"}
 """A mixture run's evaluated policies, as the budget section names them."""
 
@@ -150,10 +157,31 @@ def regenerate(parts: dict[str, Part], config: ReproduceConfig, say: Callable[[s
     budget = parts["budget"]
     budget_published = published(budget, docs, kept, ladder_rows["budget"])
     sections[CLAIMS] = claims_part(main, ablations, budget_published, part_references(budget, config), docs)
-    ordered = {name: sections[name] for name in (CLAIMS, *parts) if name in sections}
+    by_part = {name: published(parts[name], docs, kept, results[name].rows) for name in ESTIMATOR_PARTS}
+    sections[ESTIMATORS] = estimators_section(estimator_results(by_part))
+    ordered = {name: sections[name] for name in (CLAIMS, *parts, ESTIMATORS) if name in sections}
     path = report.update_generated(docs / RESULTS_MD, ordered)
     say(f"tables: {path}")
     return path
+
+
+def estimator_results(rows_by_part: dict[str, list[dict]]) -> SweepResults:
+    """Routing's rows of each part of :data:`ESTIMATOR_PARTS`, named by their estimator, beside main-default's
+    baselines."""
+    rows = [row for row in rows_by_part["main-default"] if row["method"] != "routing"]
+    for part, estimator in ESTIMATOR_PARTS.items():
+        routing = (row for row in rows_by_part[part] if row["method"] == "routing")
+        rows += [{**row, "method": f"routing ({estimator})"} for row in routing]
+    return SweepResults(rows, [])
+
+
+def estimators_section(results: SweepResults) -> str:
+    lines = ["Final deployed values over seeds (routing: the Diamond expert):", "", report.summary_table(results), ""]
+    for estimator in ESTIMATOR_PARTS.values():
+        method = f"routing ({estimator})"
+        lines += [f"Probability that {method}'s final true return beats each other row's [95% CI]:", ""]
+        lines += [report.improvement_table(results, method), ""]
+    return "\n".join(lines)
 
 
 # ----- parts kept as committed ------------------------------------------------------------------------------------

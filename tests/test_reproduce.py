@@ -375,6 +375,9 @@ def test_a_part_with_fewer_finished_runs_here_than_its_committed_csv_is_kept(tmp
     assert reproduce_cli.main([*flags, "--root", str(root), "--parts", "main-default", "budget"]) == 0
     committed, committed_sections = docs_files(docs), sections(docs)
     assert "| routing | 0.1 | 1/1 |" in committed_sections["main-default"]
+    estimators = sections(docs, ("estimators",))["estimators"]  # routing's rows of each estimator's part, named by it
+    assert "| routing (shared_baseline) | 0.1 | 1/1 |" in estimators
+    assert "| routing (unwatched_baseline) | 0.01 | 0/10 |" in estimators
     capsys.readouterr()
 
     assert reproduce_cli.main([*flags, "--root", str(empty), "--skip-training"]) == 0
