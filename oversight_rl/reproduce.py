@@ -18,6 +18,10 @@ paper           ``--preset paper``, 10% oversight, the 4 methods x 3 seeds, one 
                 (default 32,768,000: 2,000 of the paper's 20,000 updates); the paper's learning rate is constant,
                 so like the budget part it reports final values at each budget of the ladder 1M, 2M, ... that its
                 runs reach, and a run on its way counts at the budgets it has passed
+main-routing    routing alone as main-default, under ``--routed-advantage unwatched_baseline``; and the same
+                under ``routed_no_baseline`` in the part main-routed-no-baseline
+budget-routing  routing alone as budget, under ``unwatched_baseline``
+budget-1pct     the budget study at 1% oversight, the 4 methods, routing under ``unwatched_baseline``
 paper-full      ``--preset paper`` at the paper's own budget (327,680,000 steps), 5 levels x 4 methods x 3 seeds;
                 not in the default ``--parts`` (16.2G agent-env-steps; run it on a GPU with
                 ``--parts paper-full --device cuda``)

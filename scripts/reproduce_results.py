@@ -18,6 +18,10 @@ every run on --env-backend torch with --eval-envs 2048):
     paper         --preset paper, 10% oversight, 4 methods x 3 seeds, --paper-env-steps (default 32,768,000);
                   its learning rate is constant, so it is read like budget: final values at 1M, 2M, ... as far
                   as its runs have come
+    main-routing, main-routed-no-baseline
+                  routing alone as main-default, under --routed-advantage unwatched_baseline / routed_no_baseline
+    budget-routing, budget-1pct
+                  routing alone as budget (unwatched_baseline); the budget study at 1% oversight, 4 methods
     paper-full    --preset paper at 327,680,000 steps, 5 levels x 4 methods x 3 seeds (not in the default --parts)
 
 Then, whatever finished: docs/results_<part>.csv, docs/results_claims.csv, docs/img/<part>/*.png
