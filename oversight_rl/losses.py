@@ -199,14 +199,16 @@ def _objective(
     everything = w.new_tensor(float(w.shape[-1])) if batch.valid is None else batch.valid.sum()
     denom = w.sum().clamp(min=1.0) if coefs.mean_over_used else everything
     log_probs = torch.log_softmax(logits, dim=-1)
-    entropy_per_sample = -(log_probs.exp() * log_probs).sum(-1)
     logp = log_probs.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
-    log_ratio = logp - batch.old_logp
-    terms = [PolicyTerm(logits, batch.advantages)] if terms is None else terms
-    policy_loss = sum(
-        _policy_term(logp if term.logits is logits else taken_logp(term.logits, batch), term, batch, coefs, w)
-        for term in terms
-    )
+    entropy_per_sample = -(log_probs.exp() * log_probs).sum(-1)
+    log_ratio = None
+    sums = []
+    for term in [PolicyTerm(logits, batch.advantages)] if terms is None else terms:
+        own = term.logits is logits  # then it shares this pass's log-probabilities (and their rounding)
+        sums.append(_policy_term(logp if own else taken_logp(term.logits, batch), term, batch, coefs, w))
+        log_ratio = sums[-1][1] if own else log_ratio
+    log_ratio = logp - batch.old_logp if log_ratio is None else log_ratio
+    policy_loss = sums[0][0] if len(sums) == 1 else torch.stack([total for total, _ in sums]).sum()
     policy_loss = policy_loss / denom
     value_loss = 0.5 * ((value - batch.returns).pow(2) * w).sum() / denom
     entropy = (entropy_per_sample * w).sum() / denom
@@ -225,16 +227,19 @@ def taken_logp(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     return torch.log_softmax(logits, dim=-1).gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
 
 
-def _policy_term(logp: torch.Tensor, term: PolicyTerm, batch: Batch, coefs: LossCoefs, w: torch.Tensor) -> torch.Tensor:
+def _policy_term(
+    logp: torch.Tensor, term: PolicyTerm, batch: Batch, coefs: LossCoefs, w: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """PPO's clipped surrogate (REINFORCE's ``-A log pi`` without a clip) of one term (``logp`` from its logits),
-    summed over the samples."""
+    summed over the samples; and its log-ratio to the rollout's policy."""
     adv = normalized(term.advantages, w > 0, term.no_baseline) if coefs.normalize_advantages else term.advantages
+    log_ratio = logp - batch.old_logp
     if coefs.clip is None:
         per_sample = -adv * logp
     else:
-        ratio = (logp - batch.old_logp).exp()  # exp(log_ratio), as the metric's
+        ratio = log_ratio.exp()
         per_sample = torch.max(-adv * ratio, -adv * ratio.clamp(1 - coefs.clip, 1 + coefs.clip))
-    return (per_sample * w).sum()
+    return (per_sample * w).sum(), log_ratio
 
 
 def _trunk(batch: Batch, policy: ActorCritic) -> Trunk:
