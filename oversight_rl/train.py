@@ -83,7 +83,8 @@ def build_batch(rollout: Rollout, method: Method, cfg: TrainConfig, steps: torch
         advantages, returns = gae(
             rewards, rollout.values, rollout.dones, rollout.next_value, cfg.gamma, cfg.gae_lambda, window_ends
         )
-        if cfg.routed_advantage != "shared_baseline":  # lambda 1: the return, bootstrapped only at the window's end
+        if method.policy == "moe" and cfg.routed_advantage != "shared_baseline":
+            # the mixture's routed loss reads returns without a baseline: lambda 1, bootstrapped at the window's end
             _, mc_returns = gae(rewards, rollout.values, rollout.dones, rollout.next_value, cfg.gamma, 1.0, window_ends)
     else:
         returns = discounted_returns(rewards, rollout.dones, cfg.gamma, window_ends)
