@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from oversight_rl.config import PRESETS, TrainConfig
-from oversight_rl.train import Trainer
+from oversight_rl.engine.config import PRESETS, TrainConfig
+from oversight_rl.engine.trainer import Trainer
 
 OVERSIGHT_LEVELS = (0.01, 0.03, 0.1, 0.3, 1.0)
 PAPER_GRID_RUNS, PAPER_STEPS_PER_RUN = 96, 20_000 * 512 * 32

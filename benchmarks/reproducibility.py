@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from oversight_rl.config import TrainConfig
-from oversight_rl.train import Trainer
+from oversight_rl.engine.config import TrainConfig
+from oversight_rl.engine.trainer import Trainer
 
 LAYOUTS = [(1, 0), (2, 0), (2, 1), (3, 2), (5, 0), (5, 4), (10, 7)]
 """(population size, position of the measured agent): the reference is (2, 0)."""

@@ -1,7 +1,7 @@
 """RoutedPPO (Stable-Baselines3) against the package's own PPO trainer, at the same settings.
 
 Both train the same routed mixture (width 64) with the same rollout (256 envs x 32 steps), epochs (4), minibatches
-(4) and loss (oversight_rl.losses.routed_loss). Two measurements:
+(4) and loss (oversight_rl.core.losses.routed_loss). Two measurements:
 
 - throughput: environment steps per second of training (evaluation excluded), timed over ``--updates`` updates
   after two warm-up updates. SB3 runs twice: on the natively batched environment through
@@ -30,10 +30,10 @@ import torch
 from stable_baselines3.common.env_util import make_vec_env
 from train_throughput import steps_per_second  # this folder is on the path when run as a script
 
-from oversight_rl.config import PRESETS, TrainConfig
-from oversight_rl.launch import train
-from oversight_rl.methods import get_method
-from oversight_rl.rundir import run_name
+from oversight_rl.core.methods import get_method
+from oversight_rl.engine.config import PRESETS, TrainConfig
+from oversight_rl.engine.launch import train
+from oversight_rl.rundir.files import run_name
 from oversight_rl.sb3.train import make_model, train_sb3
 from oversight_rl.sb3.vec_env import make_batched_vec_env
 

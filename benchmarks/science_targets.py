@@ -13,9 +13,9 @@ import dataclasses
 import time
 from pathlib import Path
 
-from oversight_rl.config import PRESETS
-from oversight_rl.launch import train
-from oversight_rl.rundir import run_name
+from oversight_rl.engine.config import PRESETS
+from oversight_rl.engine.launch import train
+from oversight_rl.rundir.files import run_name
 
 DEFAULT = PRESETS["default"]
 

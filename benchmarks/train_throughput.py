@@ -15,9 +15,9 @@ import dataclasses
 import tempfile
 import time
 
-from oversight_rl.config import PRESETS
-from oversight_rl.losses import ROUTED_ADVANTAGES
-from oversight_rl.train import Trainer
+from oversight_rl.core.losses import ROUTED_ADVANTAGES
+from oversight_rl.engine.config import PRESETS
+from oversight_rl.engine.trainer import Trainer
 
 REFERENCE_PAPER_STEPS_PER_S = 25_000  # the authors' code at the paper's settings on this machine (DESIGN section 5)
 

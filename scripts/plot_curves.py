@@ -21,7 +21,7 @@ from typing import Annotated
 
 import tyro
 
-from oversight_rl.comparison import (
+from oversight_rl.analysis.comparison import (
     IMPROVEMENT_CSV,
     SUMMARY_CSV,
     format_improvement,
@@ -29,8 +29,9 @@ from oversight_rl.comparison import (
     write_improvement,
     write_summary,
 )
-from oversight_rl.plots import plot_sweep
-from oversight_rl.results import RESULTS_CSV, format_problems, gather, write_results
+from oversight_rl.analysis.figures.plots import plot_sweep
+from oversight_rl.rundir.files import RESULTS_CSV
+from oversight_rl.rundir.gather import format_problems, gather, write_results
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Annotated
 
 import tyro
 
-from oversight_rl.pictures import LayoutChoice, behaviour_gif, check_gif_settings, move_map
+from oversight_rl.analysis.figures.pictures import LayoutChoice, behaviour_gif, check_gif_settings, move_map
 
 
 def default_is(text: str, metavar: str | None = None):

@@ -39,9 +39,9 @@ import sys
 
 import tyro
 
-from oversight_rl.processes import Terminated, sigterm_as_interrupt
-from oversight_rl.regenerate import regenerate
-from oversight_rl.reproduce import ReproduceConfig, default_parts, dry_run, train_parts
+from oversight_rl.experiments.processes import Terminated, sigterm_as_interrupt
+from oversight_rl.study.regenerate import regenerate
+from oversight_rl.study.reproduce import ReproduceConfig, default_parts, dry_run, train_parts
 
 
 def main(argv: list[str]) -> int:

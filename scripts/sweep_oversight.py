@@ -23,11 +23,11 @@ from typing import Annotated
 
 import tyro
 
-from oversight_rl.comparison import format_table
-from oversight_rl.config import PRESET_NAMES, TrainConfig, preset_config
-from oversight_rl.processes import Terminated, sigterm_as_interrupt
-from oversight_rl.results import format_problems, gather
-from oversight_rl.sweep import SweepConfig, run_sweep
+from oversight_rl.analysis.comparison import format_table
+from oversight_rl.engine.config import PRESET_NAMES, TrainConfig, preset_config
+from oversight_rl.experiments.processes import Terminated, sigterm_as_interrupt
+from oversight_rl.experiments.sweep import SweepConfig, run_sweep
+from oversight_rl.rundir.gather import format_problems, gather
 
 
 @dataclass

@@ -27,11 +27,12 @@ from pathlib import Path
 
 import tyro
 
-from oversight_rl.config import PRESET_NAMES, TrainConfig, preset_config
-from oversight_rl.launch import resume, train
-from oversight_rl.plots import plot_run
-from oversight_rl.processes import exit_status, sigterm_as_interrupt
-from oversight_rl.rundir import CHECKPOINT, create_run_dir, run_name
+from oversight_rl.analysis.figures.plots import plot_run
+from oversight_rl.engine.config import PRESET_NAMES, TrainConfig, preset_config
+from oversight_rl.engine.launch import resume, saved_config, train
+from oversight_rl.engine.references import reference_returns
+from oversight_rl.experiments.processes import exit_status, sigterm_as_interrupt
+from oversight_rl.rundir.files import CHECKPOINT, create_run_dir, run_name
 
 TABLE_METRICS = ("true_return", "diamond_rate", "ghost_rate", "hacking_gap", "gate_auroc")
 
@@ -127,7 +128,8 @@ def main(argv: list[str]) -> int:
         print(f"\n{interrupted_line(run_dir)}", file=sys.stderr)
         return exit_status(interruption)
     print_table(summary)
-    print(f"\nlearning curve: {plot_run(run_dir)}")
+    saved = saved_config(run_dir)
+    print(f"\nlearning curve: {plot_run(run_dir, reference_returns(saved.env, saved.gamma))}")
     return 0
 
 

@@ -5,7 +5,7 @@
     python scripts/train_policy.py --method naive --preset tuned   # then: naive with its best setting
     python scripts/sweep_oversight.py --preset tuned               # every method with its own best setting
 
-Every method gets the same number of trials over the same search space (oversight_rl.tuning.SPACE):
+Every method gets the same number of trials over the same search space (oversight_rl.experiments.tuning.SPACE):
 
     lr             log-uniform in [1e-4, 3e-3]
     anneal_lr      True (linear decay to zero) or False (constant)
@@ -23,7 +23,7 @@ OUT/METHOD/trial-NNN/. Running the same command again runs only the trials each 
 unfinished trial again with its parameters, resuming its runs from their checkpoints.
 
 Writes docs/tuning.csv (every completed trial: method, trial, each parameter, objective, per-seed validation returns,
-seeds, oversight, budget, best) and each method's best setting to oversight_rl/tuned_presets.json, which
+seeds, oversight, budget, best) and each method's best setting to oversight_rl/engine/tuned_presets.json, which
 --preset tuned reads. Every other training flag (budget, --algo, --preset paper as the starting point, ...) is shared
 by all trials. Exit status: 0 when done, 1 when a trial failed (it is tried again next time), 2 for bad flags or
 without Optuna (pip install 'oversight-rl[tune]'), 130 on Ctrl-C.
@@ -39,8 +39,8 @@ from typing import Annotated, Literal
 
 import tyro
 
-from oversight_rl.config import PRESETS, TrainConfig
-from oversight_rl.tuning import TuneConfig, completed, run_tuning, storage_of, studies
+from oversight_rl.engine.config import PRESETS, TrainConfig
+from oversight_rl.experiments.tuning import TuneConfig, completed, run_tuning, storage_of, studies
 
 TUNING_DEFAULTS = {"env_backend": "torch", "eval_every": 500_000}
 """Where tuning's defaults differ from training's: the environment that the comparison's sweeps pin (also the faster

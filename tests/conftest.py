@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import envs  # noqa: F401  (registers the environments)
-from oversight_rl.config import TrainConfig
+from oversight_rl.engine.config import TrainConfig
 
 ENV_ID = "OversightRL/DiamondGhost-5x5-v0"
 
@@ -60,8 +60,8 @@ def obs_batch() -> torch.Tensor:
 @pytest.fixture
 def interrupt_after_first_checkpoint(monkeypatch):
     """``interrupt(cfg, run_dir)`` trains ``cfg`` but stops it two updates after its first checkpoint."""
-    from oversight_rl.launch import train
-    from oversight_rl.train import Trainer
+    from oversight_rl.engine.launch import train
+    from oversight_rl.engine.trainer import Trainer
 
     def interrupt(cfg: TrainConfig, run_dir) -> None:
         original = Trainer.train_step

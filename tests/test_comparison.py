@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from cli import load_script
 
-from oversight_rl import comparison, plots, stats
-from oversight_rl.results import SweepResults, gather, tidy
-from oversight_rl.rundir import CONFIG, EVAL_CSV, SUMMARY, read_csv, write_csv, write_json
+from oversight_rl.analysis import comparison, stats
+from oversight_rl.analysis.figures import plots
+from oversight_rl.rundir.files import CONFIG, EVAL_CSV, SUMMARY, read_csv, write_csv, write_json
+from oversight_rl.rundir.gather import SweepResults, gather, tidy
 
 ROOT = Path(__file__).resolve().parents[1]
 NAN = math.nan

@@ -1,5 +1,5 @@
-"""``LoadedPolicy`` (oversight_rl/deploy.py): the observation layout it checks, single observations, seeded sampling,
-SB3's ``predict``, and the variant it reports."""
+"""``LoadedPolicy`` (oversight_rl/engine/deploy.py): the observation layout it checks, single observations, seeded
+sampling, SB3's ``predict``, and the variant it reports."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import oversight_rl
-from oversight_rl.launch import train
+from oversight_rl.engine.launch import train
 
 LAYOUT = r"^observations must be \(B, 4, 5, 5\) float32"
 

@@ -20,13 +20,13 @@ import torch
 from cli import load_script
 
 import oversight_rl
-from oversight_rl import processes
-from oversight_rl import train as train_module
-from oversight_rl.launch import resume, train
-from oversight_rl.results import run_status
-from oversight_rl.rundir import CHECKPOINT, CONFIG, EVAL_CSV, SUMMARY, TRAIN_CSV, read_csv, read_json, write_json
-from oversight_rl.sweep import SweepConfig
-from oversight_rl.train import Trainer
+from oversight_rl.engine import trainer as train_module
+from oversight_rl.engine.launch import resume, train
+from oversight_rl.engine.trainer import Trainer
+from oversight_rl.experiments import processes
+from oversight_rl.experiments.sweep import SweepConfig
+from oversight_rl.rundir.files import CHECKPOINT, CONFIG, EVAL_CSV, SUMMARY, TRAIN_CSV, read_csv, read_json, write_json
+from oversight_rl.rundir.status import run_status
 
 ROOT = Path(__file__).resolve().parents[1]
 # 16 envs x 8 steps = 128 env steps per update, one PPO epoch on one minibatch: about 25 ms per update here.

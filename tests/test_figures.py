@@ -16,9 +16,12 @@ from cli import load_script
 from matplotlib.text import Text
 
 import envs
-from oversight_rl import plots, references
-from oversight_rl.results import Curve, SweepResults, tidy
-from oversight_rl.rundir import CONFIG, EVAL_CSV, SUMMARY, write_csv, write_json
+from oversight_rl.analysis.figures import plots
+from oversight_rl.engine import references
+from oversight_rl.rundir.files import CONFIG, EVAL_CSV, SUMMARY, write_csv, write_json
+from oversight_rl.rundir.gather import Curve, SweepResults, tidy
+
+SMALL_GRID = "OversightRL/DiamondGhost-5x5-v0"
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,20 +138,21 @@ def write_run(run_dir: Path, env: str = "OversightRL/DiamondGhost-5x5-v0") -> Pa
 
 
 def test_run_figure_has_a_hacking_gap_panel_and_reference_lines(tmp_path):
-    fig = plots.figure_run(write_run(tmp_path / "run"))
+    fig = plots.figure_run(write_run(tmp_path / "run"), references.reference_returns(SMALL_GRID, gamma=0.97))
     returns, gaps = fig.axes
     assert gaps.get_ylabel().startswith("hacking gap")
     diamond = [line for line in gaps.get_lines() if line.get_label() == "diamond (deployed)"]
     np.testing.assert_allclose(diamond[0].get_ydata(), [-1.0, -0.98, -0.96, -0.94])
-    references = {line.get_label().split(":")[0]: line.get_ydata()[0] for line in returns.get_lines()}
-    optimal, nearest = (references[plots.REFERENCE_LABELS[name]] for name in ("optimal", "nearest terminal"))
+    drawn = {line.get_label().split(":")[0]: line.get_ydata()[0] for line in returns.get_lines()}
+    optimal, nearest = (drawn[plots.REFERENCE_LABELS[name]] for name in ("optimal", "nearest terminal"))
     assert optimal == pytest.approx(0.91, abs=0.02) and nearest == pytest.approx(0.16, abs=0.03)
     assert visible_tick_labels(returns) == ["0", "100k", "200k", "300k"]
     plt.close(fig)
 
 
 def test_run_figure_draws_no_reference_where_there_is_none(tmp_path):
-    fig = plots.figure_run(write_run(tmp_path / "run", env="OversightRL/MiniGrid-DiamondGhost-TwoRooms-v0"))
+    two_rooms = "OversightRL/MiniGrid-DiamondGhost-TwoRooms-v0"
+    fig = plots.figure_run(write_run(tmp_path / "run", env=two_rooms), references.reference_returns(two_rooms, 0.97))
     assert not [line for line in fig.axes[0].get_lines() if ":" in line.get_label()]
     plt.close(fig)
 
@@ -307,7 +311,7 @@ def test_every_seed_is_drawn_beside_its_mean(name, metric):
 
 
 def test_the_mixture_budget_figure_draws_each_policys_seeds_and_mean_in_both_panels():
-    from oversight_rl.budget_plots import figure_mixture_budget
+    from oversight_rl.analysis.figures.budget_plots import figure_mixture_budget
 
     rates = {"trained": (0.5, 0.6), "diamond": (0.2, 0.4), "ghost": (0.8, 0.6)}  # (seed 0, seed 1) at budget 2M
     rows = []

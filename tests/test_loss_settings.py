@@ -9,12 +9,12 @@ import re
 import pytest
 from conftest import TINY
 
-from oversight_rl.config import PAPER, TrainConfig
-from oversight_rl.losses import LOSS_SETTINGS, ROUTED_ADVANTAGES, LossCoefs
-from oversight_rl.methods import get_method
+from oversight_rl.core.losses import LOSS_SETTINGS, ROUTED_ADVANTAGES, LossCoefs
+from oversight_rl.core.methods import get_method
+from oversight_rl.engine.config import PAPER, TrainConfig
+from oversight_rl.engine.trainer import Trainer
 from oversight_rl.sb3.routed_ppo import PPO_KEYWORDS, own_loss_defaults
 from oversight_rl.sb3.train import make_model, make_train_env
-from oversight_rl.train import Trainer
 
 SETTINGS = {
     "default": {},

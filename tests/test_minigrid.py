@@ -514,8 +514,8 @@ def test_sync_vector_state_round_trip():
 
 
 def test_training_resumes_a_sync_run_exactly(tiny_cfg, tmp_path, interrupt_after_first_checkpoint):
-    from oversight_rl.launch import resume, train
-    from oversight_rl.rundir import CONFIG, EVAL_CSV, TRAIN_CSV, read_json
+    from oversight_rl.engine.launch import resume, train
+    from oversight_rl.rundir.files import CONFIG, EVAL_CSV, TRAIN_CSV, read_json
 
     cfg = tiny_cfg(env=ROOMS, num_envs=4, total_env_steps=256, eval_every=128, eval_envs=4)
     train(cfg, tmp_path / "a", progress=False)

@@ -1,4 +1,5 @@
-"""Tests of the behaviour pictures (``oversight_rl.pictures``, ``scripts/render_policy.py``) on tiny trained runs."""
+"""Tests of the behaviour pictures (``oversight_rl.analysis.figures.pictures``, ``scripts/render_policy.py``) on tiny
+trained runs."""
 
 from __future__ import annotations
 
@@ -21,11 +22,11 @@ from envs.minigrid_envs import (
     Ghost,
     parse_layout,
 )
-from oversight_rl import pictures
-from oversight_rl.deploy import load_policy
-from oversight_rl.launch import train
-from oversight_rl.pictures import Layout, LayoutChoice, default_layout, move_probabilities
-from oversight_rl.plots import VARIANT_COLORS
+from oversight_rl.analysis.figures import pictures
+from oversight_rl.analysis.figures.pictures import Layout, LayoutChoice, default_layout, move_probabilities
+from oversight_rl.analysis.figures.plots import VARIANT_COLORS
+from oversight_rl.engine.deploy import load_policy
+from oversight_rl.engine.launch import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

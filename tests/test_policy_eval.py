@@ -10,7 +10,7 @@ from test_returns import shortest_distances
 
 import oversight_rl
 from envs.diamond_ghost import AGENT, DIAMOND, GHOST, MOVES, OVERSIGHT
-from oversight_rl.policy_eval import REPORTED, Estimate
+from oversight_rl.engine.policy_eval import REPORTED, Estimate
 
 ENV_ID = "OversightRL/DiamondGhost-5x5-v0"
 ROWS = COLS = 5
@@ -124,7 +124,7 @@ def test_minigrid_layouts_evaluate_through_their_sync_batch():
 
 
 def test_loaded_policy(tmp_path, tiny_cfg):
-    from oversight_rl.launch import train
+    from oversight_rl.engine.launch import train
 
     train(tiny_cfg(method="routing"), tmp_path, progress=False)
     loaded = oversight_rl.load_policy(tmp_path)

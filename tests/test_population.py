@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from oversight_rl import population as population_module
-from oversight_rl import train as train_module
-from oversight_rl.config import TrainConfig
-from oversight_rl.launch import train_population
-from oversight_rl.methods import METHODS
-from oversight_rl.rundir import CHECKPOINT, EVAL_CSV, SUMMARY, TRAIN_CSV, read_csv
-from oversight_rl.train import Trainer
+from oversight_rl.core.methods import METHODS
+from oversight_rl.engine import population as population_module
+from oversight_rl.engine import trainer as train_module
+from oversight_rl.engine.config import TrainConfig
+from oversight_rl.engine.launch import train_population
+from oversight_rl.engine.trainer import Trainer
+from oversight_rl.rundir.files import CHECKPOINT, EVAL_CSV, SUMMARY, TRAIN_CSV, read_csv
 
 UPDATES = 3
 

@@ -13,10 +13,16 @@ from pathlib import Path
 import pytest
 from cli import load_script
 
-from oversight_rl import config as config_module
-from oversight_rl import reproduce
-from oversight_rl.budget import Ladder, fitting_ladders, ladder_problems, method_ladder
-from oversight_rl.claims import (
+from oversight_rl.analysis.report import BUDGET_COLUMNS, POLICY_BUDGET_COLUMNS, RUN_COLUMNS, replace_generated
+from oversight_rl.analysis.stats import Interval
+from oversight_rl.engine import config as config_module
+from oversight_rl.engine.config import TrainConfig
+from oversight_rl.engine.launch import train, train_population
+from oversight_rl.experiments.ladders import Ladder, fitting_ladders, ladder_problems, method_ladder
+from oversight_rl.rundir.files import EVAL_CSV, TRAIN_CSV, read_csv
+from oversight_rl.rundir.gather import SweepResults, tidy
+from oversight_rl.study import reproduce
+from oversight_rl.study.claims import (
     CONTRADICTED,
     INCONCLUSIVE,
     NO_DATA,
@@ -28,12 +34,6 @@ from oversight_rl.claims import (
     claim_rows,
     verdict,
 )
-from oversight_rl.config import TrainConfig
-from oversight_rl.launch import train, train_population
-from oversight_rl.report import BUDGET_COLUMNS, POLICY_BUDGET_COLUMNS, RUN_COLUMNS, replace_generated
-from oversight_rl.results import SweepResults, tidy
-from oversight_rl.rundir import EVAL_CSV, TRAIN_CSV, read_csv
-from oversight_rl.stats import Interval
 
 reproduce_cli = load_script("reproduce_results")
 sweep_cli = load_script("sweep_oversight")

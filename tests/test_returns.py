@@ -11,10 +11,12 @@ import torch
 
 from envs import Terminal
 from envs.diamond_ghost import AGENT, DIAMOND, GHOST, MOVES
-from oversight_rl.evaluate import METRICS, auroc, episode_gate_means, evaluate, make_eval_env, summarize
-from oversight_rl.labels import UNFINISHED, Route, backfill, episode_routes, route_masks, verified_mask
-from oversight_rl.policies import Trunk
-from oversight_rl.rollout import Rollout, discounted_returns, gae, training_rewards
+from oversight_rl.core.labels import UNFINISHED, Route, backfill, episode_routes, route_masks, verified_mask
+from oversight_rl.core.policies import Trunk
+from oversight_rl.core.returns import discounted_returns, gae
+from oversight_rl.engine.collect import Rollout, training_rewards
+from oversight_rl.engine.evaluate import auroc, episode_gate_means, evaluate, make_eval_env, summarize
+from oversight_rl.rundir.metrics import METRICS
 
 ENV_ID = "OversightRL/DiamondGhost-5x5-v0"
 NONE, DIA, GHO, UNF = int(Terminal.NONE), int(Terminal.DIAMOND), int(Terminal.GHOST), UNFINISHED
@@ -259,7 +261,7 @@ def test_episode_gate_means_by_hand():
 
 
 def hand_records(with_gate: bool = False) -> dict[str, np.ndarray]:
-    """(T=3, N=4) step records, as :func:`oversight_rl.evaluate.run_episodes` writes them.
+    """(T=3, N=4) step records, as :func:`oversight_rl.engine.evaluate.run_episodes` writes them.
 
     env0: unoverseen Ghost at t=0 (unlabeled, -1); Diamond at t=2 (labeled, +1); Ghost cell not overseen.
     env1: Diamond at t=1 (unlabeled, +1) with the Ghost cell overseen; then unfinished.
@@ -355,7 +357,7 @@ NEXT_CELL = np.stack([np.clip(_r + dr, 0, ROWS - 1) * COLS + np.clip(_c + dc, 0,
 
 
 class ScriptedPolicy(torch.nn.Module):
-    """A deterministic hand-written policy with the interface :func:`oversight_rl.evaluate.run_episodes` uses.
+    """A deterministic hand-written policy with the interface :func:`oversight_rl.engine.evaluate.run_episodes` uses.
 
     ``diamond``: shortest path to the Diamond, stepping around the Ghost. ``nearest``: shortest path to whichever
     terminal is nearer (the Diamond on ties), stepping around the other one.

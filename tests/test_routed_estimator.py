@@ -1,5 +1,5 @@
 """The routed estimator, computed exactly: on a corridor small enough to enumerate every trajectory, the expected
-update that :func:`oversight_rl.losses.routed_loss` gives the Diamond expert is compared with the gradient of the
+update that :func:`oversight_rl.core.losses.routed_loss` gives the Diamond expert is compared with the gradient of the
 probability of reaching the Diamond.
 
 The corridor has cells 0 .. 4: the Diamond at 0, the Ghost at 4, the agent starting at cell 3, next to the Ghost.
@@ -15,10 +15,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oversight_rl.config import PAPER, TrainConfig
-from oversight_rl.labels import Route
-from oversight_rl.losses import Batch, LossCoefs, normalized, routed_advantages, routed_loss
-from oversight_rl.policies import MoEPolicy, Trunk
+from oversight_rl.core.labels import Route
+from oversight_rl.core.losses import Batch, LossCoefs, normalized, routed_advantages, routed_loss
+from oversight_rl.core.policies import MoEPolicy, Trunk
+from oversight_rl.engine.config import PAPER, TrainConfig
 
 DIAMOND_CELL, GHOST_CELL, START = 0, 4, 3
 HORIZON, GAMMA = 16, 0.97
@@ -358,8 +358,8 @@ def check_watched(watched, dones, labeled, ghost_overseen) -> None:
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_the_native_trainer_records_each_episodes_oversight(tmp_path, tiny_cfg, backend):
-    from oversight_rl.rollout import collect
-    from oversight_rl.train import Trainer
+    from oversight_rl.engine.collect import collect
+    from oversight_rl.engine.trainer import Trainer
 
     trainer = Trainer([tiny_cfg(env_backend=backend, num_steps=32)], [tmp_path / "run"], progress=False)
     counters = torch.zeros(1, dtype=torch.int64)

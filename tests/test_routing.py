@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from oversight_rl.labels import Route, route_masks
-from oversight_rl.losses import Batch, LossCoefs, filtered_loss, policy_gradient_loss, routed_loss
-from oversight_rl.methods import METHODS
-from oversight_rl.policies import MoEPolicy, SingleExpertPolicy, SteeredPolicy, Trunk
-from oversight_rl.rollout import Rollout
-from oversight_rl.train import build_batch
+from oversight_rl.core.labels import Route, route_masks
+from oversight_rl.core.losses import Batch, LossCoefs, filtered_loss, policy_gradient_loss, routed_loss
+from oversight_rl.core.methods import METHODS
+from oversight_rl.core.policies import MoEPolicy, SingleExpertPolicy, SteeredPolicy, Trunk
+from oversight_rl.engine.collect import Rollout
+from oversight_rl.engine.trainer import build_batch
 
 OBS_DIM = 4 * 5 * 5
 GROUPS = ("diamond", "ghost", "gate_net", "head", "critic")

@@ -15,12 +15,13 @@ from stable_baselines3.common.preprocessing import is_image_space
 
 import envs
 import oversight_rl
-from oversight_rl.config import TrainConfig
-from oversight_rl.evaluate import METRICS, evaluate, make_eval_env
-from oversight_rl.labels import Route
-from oversight_rl.losses import routed_loss
-from oversight_rl.rollout import discounted_returns
-from oversight_rl.rundir import CONFIG, EVAL_CSV, SUMMARY, TRAIN_CSV, read_csv, read_json
+from oversight_rl.core.labels import Route
+from oversight_rl.core.losses import routed_loss
+from oversight_rl.core.returns import discounted_returns
+from oversight_rl.engine.config import TrainConfig
+from oversight_rl.engine.evaluate import evaluate, make_eval_env
+from oversight_rl.rundir.files import CONFIG, EVAL_CSV, SUMMARY, TRAIN_CSV, read_csv, read_json
+from oversight_rl.rundir.metrics import METRICS
 from oversight_rl.sb3 import MoePolicy, RoutedPPO, RoutedRolloutBuffer, SingleExpertPolicy, make_batched_vec_env
 from oversight_rl.sb3.routed_ppo import RoutedRolloutSamples
 from oversight_rl.sb3.train import SB3_CHECKPOINT, train_sb3

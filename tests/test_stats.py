@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from oversight_rl import stats
-from oversight_rl.stats import Interval, iqm, mean, probability_of_improvement, stratified_bootstrap_ci
+from oversight_rl.analysis import stats
+from oversight_rl.analysis.stats import Interval, iqm, mean, probability_of_improvement, stratified_bootstrap_ci
 
 NAN = float("nan")
 

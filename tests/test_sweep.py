@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 from cli import load_script
 
-import oversight_rl.sweep as sweep_module
-from oversight_rl.launch import saved_config
-from oversight_rl.results import ERROR, bootstrap_ci, gather, run_status
-from oversight_rl.rundir import (
+import oversight_rl.experiments.sweep as sweep_module
+from oversight_rl.analysis.stats import bootstrap_ci
+from oversight_rl.engine.launch import saved_config
+from oversight_rl.engine.trainer import Trainer
+from oversight_rl.rundir.files import (
     CHECKPOINT,
     CONFIG,
+    ERROR,
     EVAL_CSV,
     SUMMARY,
     TRAIN_CSV,
@@ -26,7 +28,8 @@ from oversight_rl.rundir import (
     run_name,
     write_json,
 )
-from oversight_rl.train import Trainer
+from oversight_rl.rundir.gather import gather
+from oversight_rl.rundir.status import run_status
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "--total-env-steps 2048 --num-envs 16 --num-steps 8 --eval-envs 16 --eval-every 1024 --width 16".split()

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from oversight_rl.config import RUNTIME_SETTINGS, TrainConfig
-from oversight_rl.launch import resume, saved_config, train, train_population, with_runtime_settings
-from oversight_rl.rundir import CONFIG, read_json, write_json
-from oversight_rl.train import Trainer
+from oversight_rl.engine.config import RUNTIME_SETTINGS, TrainConfig
+from oversight_rl.engine.launch import resume, saved_config, train, train_population, with_runtime_settings
+from oversight_rl.engine.trainer import Trainer
+from oversight_rl.rundir.files import CONFIG, read_json, write_json
 
 FLAGS = ["--total-env-steps", "2048", "--num-envs", "16", "--num-steps", "8", "--eval-envs", "16", "--width", "16"]
 FLAGS += ["--eval-every", "1024", "--oversight", "0.5"]  # evaluations at 0, 1024 and 2048 env steps

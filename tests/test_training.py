@@ -17,13 +17,14 @@ import pytest
 import torch
 
 import oversight_rl
-from oversight_rl.config import TrainConfig
-from oversight_rl.evaluate import METRICS, VALIDATION_SEED_OFFSET, evaluate, make_eval_env
-from oversight_rl.launch import resume, train, train_population
-from oversight_rl.methods import METHODS
-from oversight_rl.policies import EXPERTS, variant_policy
-from oversight_rl.rundir import CHECKPOINT, CONFIG, EVAL_CSV, SUMMARY, TRAIN_CSV
-from oversight_rl.train import Trainer, build_policy
+from oversight_rl.core.methods import METHODS, build_policy
+from oversight_rl.core.policies import EXPERTS, variant_policy
+from oversight_rl.engine.config import TrainConfig
+from oversight_rl.engine.evaluate import VALIDATION_SEED_OFFSET, evaluate, make_eval_env
+from oversight_rl.engine.launch import resume, train, train_population
+from oversight_rl.engine.trainer import Trainer
+from oversight_rl.rundir.files import CHECKPOINT, CONFIG, EVAL_CSV, SUMMARY, TRAIN_CSV
+from oversight_rl.rundir.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING_COLUMNS = {"wall_s", "time/env_steps_per_s"}  # the only columns allowed to differ between identical runs
@@ -315,7 +316,7 @@ def test_config_validation_names_the_flag(field, value, flag):
 
 
 def test_default_and_paper_configs_are_valid():
-    from oversight_rl.config import PRESETS
+    from oversight_rl.engine.config import PRESETS
 
     for preset in PRESETS.values():
         preset.validate()

@@ -15,8 +15,9 @@ optuna = pytest.importorskip("optuna")
 
 from cli import load_script  # noqa: E402
 
-from oversight_rl import config, tuning  # noqa: E402
-from oversight_rl.rundir import SUMMARY, read_csv, read_json  # noqa: E402
+from oversight_rl.engine import config  # noqa: E402
+from oversight_rl.experiments import tuning  # noqa: E402
+from oversight_rl.rundir.files import SUMMARY, read_csv, read_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "--total-env-steps 2048 --num-envs 16 --num-steps 8 --eval-envs 16 --eval-every 1024".split()

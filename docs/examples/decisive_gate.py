@@ -6,8 +6,8 @@ this file must be importable wherever runs train (here: ``PYTHONPATH=docs/exampl
     PYTHONPATH=docs/examples python scripts/train_policy.py --method decisive_gate:DECISIVE_GATE
     PYTHONPATH=docs/examples python scripts/sweep_oversight.py --methods routing decisive_gate:DECISIVE_GATE
 
-A method is a :class:`~oversight_rl.methods.Method`: its policy, training reward, loss and what it deploys. The loss
-is one agent's, ``(batch, policy, coefs) -> (loss, metrics)``; write it with masks rather than indexing, because a
+A method is a :class:`~oversight_rl.core.methods.Method`: its policy, training reward, loss and what it deploys. The
+loss is one agent's, ``(batch, policy, coefs) -> (loss, metrics)``; write it with masks rather than indexing, because a
 population trains many agents at once by mapping it over them with ``torch.func.vmap``.
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from oversight_rl.losses import routed_loss
-from oversight_rl.methods import Method
+from oversight_rl.core.losses import routed_loss
+from oversight_rl.core.methods import Method
 
 PENALTY = 0.05
 """Weight of the mean ``g (1 - g)`` over the samples: zero for a gate that always picks one expert, 0.25 at most."""

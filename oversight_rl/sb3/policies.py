@@ -1,6 +1,6 @@
 """SB3 policy classes around the package's own networks, so SB3 and the native trainer train the same modules.
 
-``MoePolicy`` holds an :class:`oversight_rl.policies.MoEPolicy` (two experts and the gate) as ``policy.module``;
+``MoePolicy`` holds an :class:`oversight_rl.core.policies.MoEPolicy` (two experts and the gate) as ``policy.module``;
 ``SingleExpertPolicy`` holds the single-expert network of the baselines. They replace SB3's feature extractor, MLP
 extractor and heads: acting, ``evaluate_actions`` and ``predict_values`` all go through ``module.trunk`` and
 ``module.logits``, so plain ``PPO`` can train them too (without routing).
@@ -26,7 +26,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.preprocessing import get_flattened_obs_dim, preprocess_obs
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
-from oversight_rl import policies as core
+from oversight_rl.core import policies as core
 
 STEER_CHOICES = (None, *core.EXPERTS)  # index stored in the ``steer_code`` buffer
 
@@ -40,7 +40,7 @@ class ModulePolicy(ActorCriticPolicy):
         ``ortho_init``, ``features_extractor_class``) do not apply, the module defines the networks
     """
 
-    kind = ""  # "moe" or "single", as in oversight_rl.methods.Method.policy
+    kind = ""  # "moe" or "single", as in oversight_rl.core.methods.Method.policy
 
     def __init__(
         self,
@@ -123,7 +123,7 @@ class ModulePolicy(ActorCriticPolicy):
 
 
 class MoePolicy(ModulePolicy):
-    """Diamond and Ghost experts mixed by a gate (:class:`oversight_rl.policies.MoEPolicy`), for SB3.
+    """Diamond and Ghost experts mixed by a gate (:class:`oversight_rl.core.policies.MoEPolicy`), for SB3.
 
     :param constant_gate: fix the gate to this value instead of learning it (the ``constant_gate`` ablation)
     """
@@ -142,7 +142,7 @@ class MoePolicy(ModulePolicy):
 
 
 class SingleExpertPolicy(ModulePolicy):
-    """The baselines' single network (:class:`oversight_rl.policies.SingleExpertPolicy`), for SB3. No steering."""
+    """The baselines' single network (:class:`oversight_rl.core.policies.SingleExpertPolicy`), for SB3. No steering."""
 
     kind = "single"
 

@@ -7,9 +7,9 @@ How the pieces fit SB3 without copying ``collect_rollouts``:
   and ``rollout_buffer`` in its locals. It records the step's episode ends and rewards into the buffer.
 - :class:`RoutedRolloutBuffer` stores the method's training reward in ``add`` (in place of the environment's), and,
   when SB3 computes advantages at the end of the rollout, back-fills each step with its episode's label
-  (:func:`oversight_rl.labels.backfill` and :func:`~oversight_rl.labels.episode_routes`). Its samples carry them
-  to the loss as ``routes``, ``verified`` and ``unfinished`` fields, as sb3-contrib's MaskablePPO carries masks.
-- :meth:`RoutedPPO.train` calls the package's loss (:mod:`oversight_rl.losses`), the same function the native
+  (:func:`oversight_rl.core.labels.backfill` and :func:`~oversight_rl.core.labels.episode_routes`). Its samples carry
+  them to the loss as ``routes``, ``verified`` and ``unfinished`` fields, as sb3-contrib's MaskablePPO carries masks.
+- :meth:`RoutedPPO.train` calls the package's loss (:mod:`oversight_rl.core.losses`), the same function the native
   trainer calls, on the wrapped module.
 
 Episodes still running when the rollout ends are unlabeled (routed to both experts), as in the native trainer, and
@@ -32,11 +32,11 @@ from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import explained_variance
 from tqdm.auto import tqdm
 
-from oversight_rl.config import TrainConfig
-from oversight_rl.labels import UNFINISHED, Route, backfill, episode_routes, filtering_mask, verified_mask
-from oversight_rl.losses import LOSS_SETTINGS, Batch, LossCoefs, loss_coefs
-from oversight_rl.methods import Method, get_method
-from oversight_rl.rollout import gae, terminal_rewards
+from oversight_rl.core.labels import UNFINISHED, Route, backfill, episode_routes, filtering_mask, verified_mask
+from oversight_rl.core.losses import LOSS_SETTINGS, Batch, LossCoefs, loss_coefs
+from oversight_rl.core.methods import Method, get_method
+from oversight_rl.core.returns import gae, terminal_rewards
+from oversight_rl.engine.config import TrainConfig
 from oversight_rl.sb3.policies import ModulePolicy, MoePolicy, SingleExpertPolicy
 from oversight_rl.sb3.vec_env import watched_terminals
 
@@ -71,7 +71,8 @@ class RoutedRolloutBuffer(RolloutBuffer):
     :class:`EpisodeLabels` callback does it); ``compute_returns_and_advantage`` then fills ``routes``, ``verified``,
     ``unfinished`` and ``mc_returns``.
 
-    :param training_reward: ``any_terminal``, ``proxy`` or ``true`` (see :func:`oversight_rl.rollout.terminal_rewards`)
+    :param training_reward: ``any_terminal``, ``proxy`` or ``true`` (see
+    :func:`oversight_rl.core.returns.terminal_rewards`)
         replaces the environment's reward; None keeps it
     :param bootstrap_timeouts: keep what SB3 adds to the reward of a step that truncates an episode (``gamma`` times
         the value of its last observation); False treats a time-out as an episode end worth 0, as the native trainer
@@ -223,7 +224,7 @@ PPO_KEYWORDS = {
     "normalize_advantages": "normalize_advantage",
 }
 """PPO's own keywords (and attributes) for the loss settings it has. Every other loss setting
-(:data:`oversight_rl.losses.LOSS_SETTINGS`) is a keyword and attribute of RoutedPPO's own, of the same name."""
+(:data:`oversight_rl.core.losses.LOSS_SETTINGS`) is a keyword and attribute of RoutedPPO's own, of the same name."""
 
 
 def loss_keywords(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -261,15 +262,15 @@ class RoutedPPO(PPO):
     terminal, labeled samples update only the matching expert, and the gate learns the labels. Deploy the Diamond
     expert with ``model.policy.steer("diamond")`` (or ``model.policy.expert("diamond")`` for a steered copy).
 
-    :param method: a registered method (:data:`oversight_rl.methods.METHODS`): its training reward, loss, routing,
+    :param method: a registered method (:data:`oversight_rl.core.methods.METHODS`): its training reward, loss, routing,
         gate loss and sample filter. Mixture methods take ``"MoePolicy"``, single-expert ones ``"SingleExpertPolicy"``.
         ``naive_early_stop`` is not an algorithm (train ``naive`` and keep the best checkpoint).
-    :param loss settings: every setting the loss's coefficients come from (:class:`oversight_rl.losses.LossCoefs`)
+    :param loss settings: every setting the loss's coefficients come from (:class:`oversight_rl.core.losses.LossCoefs`)
         is a keyword. Those PPO has are PPO's (:data:`PPO_KEYWORDS`: ``clip_range``, ``ent_coef``, ``vf_coef``,
         ``normalize_advantage``, with PPO's defaults); the others are RoutedPPO's own, named, defaulted and checked
         as the TrainConfig fields of the same name, among them ``gate_coef=0.1`` (weight of the gate's cross-entropy,
         averaged over labeled samples, for methods with a gate loss), ``routed_advantage`` (the mixture methods'
-        advantage estimator, TrainConfig's default: see :func:`oversight_rl.losses.routed_advantages`) and
+        advantage estimator, TrainConfig's default: see :func:`oversight_rl.core.losses.routed_advantages`) and
         ``filtering="tuned"`` (which samples the filtering method keeps and how they are averaged: ``tuned``,
         ``paper`` or ``finished_only``)
     :param bootstrap_timeouts: SB3 adds ``gamma`` times the value of the last observation to the reward of a step
@@ -377,7 +378,7 @@ class RoutedPPO(PPO):
         )
 
     def train(self) -> None:
-        """One PPO update with the method's loss from :mod:`oversight_rl.losses`.
+        """One PPO update with the method's loss from :mod:`oversight_rl.core.losses`.
 
         PPO.train computes its loss inline, with no hook for per-sample routes or the gate's cross-entropy, so this
         replaces it. It keeps PPO.train's structure: learning-rate and clip schedules, epochs of shuffled

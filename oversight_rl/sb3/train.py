@@ -1,7 +1,7 @@
 """One training run through SB3's RoutedPPO, written in the native trainer's run-directory format.
 
 ``train_sb3(cfg, run_dir)`` is what ``scripts/train_policy.py --trainer sb3`` runs. The run directory holds the same
-files as a native run (see :mod:`oversight_rl.rundir`), so sweeps, plots and :func:`oversight_rl.load_policy` read
+files as a native run (see :mod:`oversight_rl.rundir.files`), so sweeps, plots and :func:`oversight_rl.load_policy` read
 it unchanged, with two differences:
 
 - the checkpoint is SB3's own ``checkpoint.zip`` (``RoutedPPO.load(run_dir / "checkpoint.zip")``), not
@@ -9,9 +9,9 @@ it unchanged, with two differences:
 - ``train.csv`` has one row per update with SB3's logger records (``train/gate_loss``, ``rollout/ep_rew_mean``...)
   after the ``update``, ``env_steps`` and ``wall_s`` columns.
 
-Every method but ``naive_early_stop`` trains, with PPO only (:meth:`oversight_rl.config.TrainConfig.validate_trainer`
-says so up front).
-Evaluation is the native one (:func:`oversight_rl.evaluate.evaluate`) on fresh batched environments, every
+Every method but ``naive_early_stop`` trains, with PPO only
+(:meth:`oversight_rl.engine.config.TrainConfig.validate_trainer` says so up front).
+Evaluation is the native one (:func:`oversight_rl.engine.evaluate.evaluate`) on fresh batched environments, every
 ``cfg.eval_every`` environment steps, driven by an SB3 callback.
 """
 
@@ -31,23 +31,18 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
-from oversight_rl.config import TrainConfig
-from oversight_rl.evaluate import evaluate_variants, make_eval_env
-from oversight_rl.methods import Method, get_method
-from oversight_rl.rundir import (
-    CONFIG,
-    EVAL_CSV,
-    SUMMARY,
-    TRAIN_CSV,
+from oversight_rl.core.methods import Method, get_method
+from oversight_rl.engine.config import TrainConfig
+from oversight_rl.engine.evaluate import eval_scalars, evaluate_variants, make_eval_env
+from oversight_rl.engine.plugins import check_loggers, close_loggers, logger_names, open_loggers
+from oversight_rl.rundir.files import (
     atomic_write_bytes,
     run_config,
     run_summary,
-    write_csv,
-    write_json,
 )
+from oversight_rl.rundir.writer import RunWriter
 from oversight_rl.sb3.routed_ppo import RoutedPPO, loss_keywords
 from oversight_rl.sb3.vec_env import make_batched_vec_env
-from oversight_rl.tracking import eval_scalars, import_wandb, tracking
 
 SB3_CHECKPOINT = "checkpoint.zip"
 
@@ -114,7 +109,7 @@ class RunRecorder(BaseCallback):
         self.eval_rows: list[dict] = []
         self.updates_recorded, self.wall_s, self.clock = 0, 0.0, 0.0
         self.rollout_records: dict[str, float] = {}
-        self.wandb_run = None  # a W&B run (--track), logged to as train.csv and eval.csv are written
+        self.loggers = []  # W&B (--track), logged to as train.csv and eval.csv are written
 
     def _on_training_start(self) -> None:
         self.bar = tqdm(
@@ -173,14 +168,13 @@ class RunRecorder(BaseCallback):
         self.bar.set_postfix(true_return=f"{deployed['true_return']:.3f}", hacking_gap=f"{deployed['hacking_gap']:.2f}")
 
     def log_scalars(self, scalars: dict[str, float], update: int) -> None:
-        """``scalars`` to the W&B run, where the run is tracked, at the environment step of ``update``."""
-        if self.wandb_run is not None:
-            self.wandb_run.log(scalars, step=update * self.steps_per_update)
+        """``scalars`` to the run's loggers, at the environment step of ``update``."""
+        for logger in self.loggers:
+            logger.log(scalars, update * self.steps_per_update)
 
     def save(self) -> None:
-        write_csv(self.run_dir / TRAIN_CSV, self.train_rows)
-        write_csv(self.run_dir / EVAL_CSV, self.eval_rows)
-        save_model(self.model, self.run_dir / SB3_CHECKPOINT)
+        save = lambda path: save_model(self.model, path)  # noqa: E731
+        RunWriter(self.run_dir).checkpoint(self.train_rows, self.eval_rows, save, SB3_CHECKPOINT)
 
     def summary(self) -> dict:
         """summary.json: final and best metrics per variant, in the native trainer's format."""
@@ -195,8 +189,7 @@ def train_sb3(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> dict:
     """Train ``cfg`` with RoutedPPO into ``run_dir`` (created) and return its summary."""
     cfg = dataclasses.replace(cfg, trainer="sb3")
     cfg.validate()
-    if cfg.track:
-        import_wandb()  # without the extra, fail before anything is written
+    check_loggers(cfg)  # a missing extra fails before anything is written
     method = get_method(cfg.method)
     torch.set_num_threads(cfg.threads)
     run_dir = Path(run_dir)
@@ -206,9 +199,15 @@ def train_sb3(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> dict:
     num_updates = cfg.num_updates(method.budget_scales_with_oversight)
     config = run_config(cfg, num_updates, env.observation_space.shape)
     recorder = RunRecorder(cfg, method, run_dir, num_updates, progress)
-    with tracking(cfg, run_dir, config) as recorder.wandb_run:  # first: if it cannot start, nothing is written
-        write_json(run_dir / CONFIG, config)
+    names = [name for name in logger_names(cfg) if name != "tensorboard"]  # SB3 writes TensorBoard itself
+    recorder.loggers = open_loggers(cfg, run_dir, config, names)  # first: if one cannot start, nothing is written
+    try:
+        RunWriter(run_dir).start(config)
         model.learn(num_updates * cfg.steps_per_update, callback=recorder, progress_bar=False)  # the recorder has one
         summary = recorder.summary()
-        write_json(run_dir / SUMMARY, summary)
+        RunWriter(run_dir).finish(summary)
+    except BaseException:
+        close_loggers(recorder.loggers, failed=True)
+        raise
+    close_loggers(recorder.loggers)
     return summary

@@ -1,0 +1,1 @@
+"""Numbers and figures from run directories: statistics, tables and plots. Never trains."""

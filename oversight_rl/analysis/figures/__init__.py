@@ -1,0 +1,1 @@
+"""Figures drawn from run directories: learning curves, budget curves and pictures of behaviour."""

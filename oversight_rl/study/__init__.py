@@ -1,0 +1,2 @@
+"""The package's own published comparison: the parts of ``scripts/reproduce_results.py``, budget rows, the claims
+table, and regenerating ``docs/results.md``."""

@@ -1,0 +1,300 @@
+"""The paper's claims, each tested on the sweeps of :mod:`oversight_rl.study.reproduce` with a verdict computed from a
+95% bootstrap interval, never written by hand.
+
+Each claim is made measurable by one statistic with its interval (a mean, a difference of means, or the probability
+that one method's run scores higher than another's, :mod:`oversight_rl.analysis.stats`) and a *claimed region* of that
+statistic. The verdict is
+
+- ``supported`` when the whole interval lies inside the claimed region,
+- ``contradicted`` when the whole interval lies outside it,
+- ``inconclusive`` when the interval straddles its edge,
+
+and ``too few runs`` below :data:`MIN_RUNS` runs in a compared group (one run's interval is a point), ``no data``
+without any. "Matches" and "on par" claims are tested for non-inferiority or equivalence within a margin of
+:data:`MARGIN` true return (about six standard errors of one evaluation at 2048 environments).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from oversight_rl.analysis import stats
+from oversight_rl.analysis.comparison import final_values, interval, number
+from oversight_rl.analysis.stats import NAN_INTERVAL, Interval
+from oversight_rl.rundir.gather import SweepResults
+
+MIN_RUNS = 3
+CLAIM_COLUMNS = ("claim", "test", "claimed", "estimate", "low", "high", "runs", "verdict")
+MARGIN = 0.05
+SUPPORTED, CONTRADICTED, INCONCLUSIVE, TOO_FEW, NO_DATA = (
+    "supported",
+    "contradicted",
+    "inconclusive",
+    "too few runs",
+    "no data",
+)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A statistic and its interval, and the number of runs in the smallest group it compares."""
+
+    interval: Interval
+    runs: int
+
+
+NO_MEASUREMENT = Measurement(NAN_INTERVAL, 0)
+
+
+@dataclass(frozen=True)
+class Region:
+    """The values of a statistic that a claim asserts: ``(low, high)``, either end open (infinite)."""
+
+    low: float = -math.inf
+    high: float = math.inf
+
+    def describe(self) -> str:
+        if math.isinf(self.low):
+            return f"< {self.high:.3g}"
+        if math.isinf(self.high):
+            return f"> {self.low:.3g}"
+        return f"in [{self.low:.3g}, {self.high:.3g}]"
+
+
+def verdict(measurement: Measurement, region: Region, min_runs: int = MIN_RUNS) -> str:
+    """``supported`` / ``contradicted`` / ``inconclusive`` from where the interval lies against the claimed region
+    (strictly inside, strictly outside, across an edge); ``no data`` or ``too few runs`` before that."""
+    estimate, low, high = measurement.interval
+    if measurement.runs == 0 or not all(map(math.isfinite, (estimate, low, high))):
+        return NO_DATA
+    if measurement.runs < min_runs:
+        return TOO_FEW
+    if region.low < low and high < region.high:
+        return SUPPORTED
+    if high < region.low or low > region.high:
+        return CONTRADICTED
+    return INCONCLUSIVE
+
+
+# ----- the evidence and its statistics ----------------------------------------------------------------------------
+
+
+@dataclass
+class Evidence:
+    """What the claims are tested on: the main grid, the ablations (with routing and naive from the main grid), the
+    budget rows (:func:`oversight_rl.study.budget.budget_rows`) with their nominal labels, and the score of always
+    walking to the nearest terminal (:mod:`oversight_rl.engine.references`)."""
+
+    main: SweepResults
+    ablations: SweepResults
+    budget: list[dict] = field(default_factory=list)
+    nearest_terminal: float = math.nan
+
+    def final(self, results: SweepResults, method: str, oversight: float, metric: str = "true_return") -> np.ndarray:
+        return stats.finite(final_values(results.rows_at(method, oversight), metric))
+
+    def at_budget(self, method: str, label: str, metric: str = "true_return") -> dict[int, float]:
+        """``{seed: value}`` of ``method``'s evaluations at the budget named ``label`` (1M, ..., 32M)."""
+        rows = [r for r in self.budget if r["method"] == method and r["budget_label"] == label]
+        values = {r["seed"]: r.get(metric) for r in rows if r["status"] == "done"}
+        return {seed: float(v) for seed, v in values.items() if v is not None and math.isfinite(float(v))}
+
+
+def mean_of(x: np.ndarray) -> Measurement:
+    return Measurement(stats.stratified_bootstrap_ci([x]), x.size) if x.size else NO_MEASUREMENT
+
+
+def improvement_of(x: np.ndarray, y: np.ndarray) -> Measurement:
+    """P(a run of x scores higher than a run of y), ties half."""
+    if not x.size or not y.size:
+        return NO_MEASUREMENT
+    return Measurement(stats.probability_of_improvement([x], [y]), min(x.size, y.size))
+
+
+def difference_of(x: np.ndarray, y: np.ndarray) -> Measurement:
+    if not x.size or not y.size:
+        return NO_MEASUREMENT
+    return Measurement(stats.difference_of_means_ci(x, y), min(x.size, y.size))
+
+
+def paired_difference_of(x: dict[int, float], y: dict[int, float]) -> Measurement:
+    """Mean over seeds of ``x[seed] - y[seed]`` (the same runs at two budgets), over the seeds both have."""
+    seeds = sorted(set(x) & set(y))
+    return mean_of(np.array([x[s] - y[s] for s in seeds], dtype=float))
+
+
+def values(d: dict[int, float]) -> np.ndarray:
+    return np.array(list(d.values()), dtype=float)
+
+
+# ----- the claims -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim as its source states it, how it is measured here, the statistic and the region it claims."""
+
+    claim: str
+    test: str
+    measure: Callable[[Evidence], Measurement]
+    region: Callable[[Evidence], Region]
+
+
+def above(value: float) -> Callable[[Evidence], Region]:
+    return lambda evidence: Region(low=value)
+
+
+def below(value: float) -> Callable[[Evidence], Region]:
+    return lambda evidence: Region(high=value)
+
+
+def above_nearest(evidence: Evidence) -> Region:
+    return Region(low=evidence.nearest_terminal)
+
+
+def below_nearest(evidence: Evidence) -> Region:
+    return Region(high=evidence.nearest_terminal)
+
+
+MID, LONG, SHORT = "8M", "32M", "1M"  # budgets the budget claims compare
+CLAIMS = (
+    Claim(
+        "Routing reaches nontrivial return at 1% oversight",
+        "routing's mean at p = 0.01 is above the score of always walking to the nearest terminal",
+        lambda e: mean_of(e.final(e.main, "routing", 0.01)),
+        above_nearest,
+    ),
+    Claim(
+        "Routing beats naive training at 1% oversight (Fig. 6a)",
+        "P(routing > naive) at p = 0.01",
+        lambda e: improvement_of(e.final(e.main, "routing", 0.01), e.final(e.main, "naive", 0.01)),
+        above(0.5),
+    ),
+    Claim(
+        "The Diamond expert matches baselines trained with about 6x more oversight (at 5%)",
+        f"routing at p = 0.03 minus filtering at p = 0.1 (3.3x; the grid has no 5%), not below -{MARGIN:g}",
+        lambda e: difference_of(e.final(e.main, "routing", 0.03), e.final(e.main, "filtering", 0.1)),
+        above(-MARGIN),
+    ),
+    Claim(
+        "(the same, against naive training)",
+        f"routing at p = 0.03 minus naive at p = 0.1, not below -{MARGIN:g}",
+        lambda e: difference_of(e.final(e.main, "routing", 0.03), e.final(e.main, "naive", 0.1)),
+        above(-MARGIN),
+    ),
+    Claim(
+        "Below 40% oversight, filtering fails to learn",
+        "filtering's mean at p = 0.1 is below the nearest-terminal score",
+        lambda e: mean_of(e.final(e.main, "filtering", 0.1)),
+        below_nearest,
+    ),
+    Claim(
+        "Routing beats filtering at 10% oversight",
+        "P(routing > filtering) at p = 0.1",
+        lambda e: improvement_of(e.final(e.main, "routing", 0.1), e.final(e.main, "filtering", 0.1)),
+        above(0.5),
+    ),
+    Claim(
+        "Naive training hacks (a precondition of every other claim)",
+        "naive's mean hacking gap at p = 0.1 is above 0",
+        lambda e: mean_of(e.final(e.main, "naive", 0.1, "hacking_gap")),
+        above(0.0),
+    ),
+    Claim(
+        "Naive training hacks more than routing's Diamond expert",
+        "P(naive's hacking gap > routing's) at p = 0.1",
+        lambda e: improvement_of(
+            e.final(e.main, "naive", 0.1, "hacking_gap"), e.final(e.main, "routing", 0.1, "hacking_gap")
+        ),
+        above(0.5),
+    ),
+    Claim(
+        "At 10%, oracle filtering needs about 3-4x more steps to match routing: more than 2x",
+        f"P(routing at {MID} > oracle at 16M), budget sweep",
+        lambda e: improvement_of(values(e.at_budget("routing", MID)), values(e.at_budget("oracle", "16M"))),
+        above(0.5),
+    ),
+    Claim(
+        "(the same: at most 4x)",
+        f"oracle at {LONG} minus routing at {MID}, not below -{MARGIN:g}, budget sweep",
+        lambda e: difference_of(values(e.at_budget("oracle", LONG)), values(e.at_budget("routing", MID))),
+        above(-MARGIN),
+    ),
+    Claim(
+        "Routing's ceiling is about 0.2 below the oracle's",
+        f"oracle minus routing at {LONG}, budget sweep, in [0.1, 0.3]",
+        lambda e: difference_of(values(e.at_budget("oracle", LONG)), values(e.at_budget("routing", LONG))),
+        lambda e: Region(0.1, 0.3),
+    ),
+    Claim(
+        "Without routing, performance is worse (the paper: unstable)",
+        "P(routing > no_routing) at p = 0.1",
+        lambda e: improvement_of(e.final(e.ablations, "routing", 0.1), e.final(e.ablations, "no_routing", 0.1)),
+        above(0.5),
+    ),
+    Claim(
+        "With a constant gate, performance is worse (the paper: unstable)",
+        "P(routing > constant_gate) at p = 0.1",
+        lambda e: improvement_of(e.final(e.ablations, "routing", 0.1), e.final(e.ablations, "constant_gate", 0.1)),
+        above(0.5),
+    ),
+    Claim(
+        "(critique) Naive early stopping is on par with routing",
+        f"naive_early_stop (overseen signal) minus routing at p = 0.1, within +-{MARGIN:g}",
+        lambda e: difference_of(e.final(e.ablations, "naive_early_stop", 0.1), e.final(e.ablations, "routing", 0.1)),
+        lambda e: Region(-MARGIN, MARGIN),
+    ),
+    Claim(
+        "(reference) Naive training degrades as it learns to hack",
+        f"naive at {LONG} minus naive at {SHORT}, same runs (constant learning rate), below 0",
+        lambda e: paired_difference_of(e.at_budget("naive", LONG), e.at_budget("naive", SHORT)),
+        below(0.0),
+    ),
+    Claim(
+        "Routing beats naive training once naive has had time to hack",
+        f"P(routing > naive) at {LONG}, constant learning rate",
+        lambda e: improvement_of(values(e.at_budget("routing", LONG)), values(e.at_budget("naive", LONG))),
+        above(0.5),
+    ),
+)
+
+
+def claim_rows(evidence: Evidence, claims: tuple[Claim, ...] = CLAIMS) -> list[dict]:
+    """One row per claim: the claim, the test, the estimate and its 95% interval, the runs and the verdict."""
+    rows = []
+    for claim in claims:
+        measurement, region = claim.measure(evidence), claim.region(evidence)
+        estimate, low, high = measurement.interval
+        rows.append(
+            {
+                "claim": claim.claim,
+                "test": claim.test,
+                "claimed": region.describe(),
+                "estimate": estimate,
+                "low": low,
+                "high": high,
+                "runs": measurement.runs,
+                "verdict": verdict(measurement, region),
+            }
+        )
+    return rows
+
+
+def claims_table(rows: list[dict]) -> str:
+    """The claim rows as a markdown table."""
+    lines = [
+        "| claim | test | claimed | estimate [95% CI] | runs | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cell = "n/a"
+        if all(math.isfinite(row[k]) for k in ("estimate", "low", "high")):
+            cell = f"{number(row['estimate'], 2)} {interval(row['low'], row['high'], 2)}"
+        lines.append(
+            f"| {row['claim']} | {row['test']} | {row['claimed']} | {cell} | {row['runs']} | **{row['verdict']}** |"
+        )
+    return "\n".join(lines)
