@@ -1,6 +1,6 @@
 """Tune every method alike with Optuna, on tuning seeds apart from the evaluation seeds; run it again to resume.
 
-    python scripts/tune_methods.py                          # 4 methods x 16 trials x 3 tuning seeds, 10% oversight
+    python scripts/tune_methods.py --publish                # 4 methods x 16 trials x 3 tuning seeds, 10% oversight
     python scripts/tune_methods.py --methods routing naive --trials 24 --total-env-steps 4000000 --out tuning-4m
     python scripts/train_policy.py --method naive --preset tuned   # then: naive with its best setting
     python scripts/sweep_oversight.py --preset tuned               # every method with its own best setting
@@ -22,11 +22,12 @@ Optuna study (TPE, the same sampler seed for every method) stored in OUT/tuning.
 OUT/METHOD/trial-NNN/. Running the same command again runs only the trials each method still lacks, and tries an
 unfinished trial again with its parameters, resuming its runs from their checkpoints.
 
-Writes docs/tuning.csv (every completed trial: method, trial, each parameter, objective, per-seed validation returns,
-seeds, oversight, budget, best) and each method's best setting to oversight_rl/engine/tuned_presets.json, which
---preset tuned reads. Every other training flag (budget, --algo, --preset paper as the starting point, ...) is shared
-by all trials. Exit status: 0 when done, 1 when a trial failed (it is tried again next time), 2 for bad flags or
-without Optuna (pip install 'oversight-rl[tune]'), 130 on Ctrl-C.
+Writes OUT/tuning.csv (every completed trial: method, trial, each parameter, objective, per-seed validation returns,
+seeds, oversight, budget, best) and each method's best setting to OUT/tuned_presets.json. Publishing is a separate,
+explicit step: --publish (at least 16 trials per method) also writes them to docs/tuning.csv and to
+oversight_rl/engine/tuned_presets.json, which --preset tuned reads. Every other training flag (budget, --algo, --preset
+paper as the starting point, ...) is shared by all trials. Exit status: 0 when done, 1 when a trial failed (it is tried
+again next time), 2 for bad flags or without Optuna (pip install 'oversight-rl[tune]'), 130 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ from typing import Annotated, Literal
 
 import tyro
 
-from oversight_rl.engine.config import PRESETS, TrainConfig
-from oversight_rl.experiments.tuning import TuneConfig, completed, run_tuning, storage_of, studies
+from oversight_rl.engine.config import PRESETS, TUNED_PRESETS, TrainConfig
+from oversight_rl.experiments.tuning import PUBLISHED_CSV, TuneConfig, completed, run_tuning, storage_of, studies
 
 TUNING_DEFAULTS = {"env_backend": "torch", "eval_every": 500_000}
 """Where tuning's defaults differ from training's: the environment that the comparison's sweeps pin (also the faster
@@ -91,7 +92,9 @@ def report(tune: TuneConfig, ran: dict[str, int]) -> None:
         setting = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
         now = f"{ran[method]} run now, " if method in ran else ""
         print(f"{method}: {now}{len(done)} completed; best trial {best.number}: {best.value:.3f} ({setting})")
-    print(f"trials: {tune.csv}\npresets: {tune.presets_path}")
+    print(f"trials: {tune.csv_path}\npresets: {tune.presets_path}")
+    if tune.publish:
+        print(f"published: {PUBLISHED_CSV} and {TUNED_PRESETS} (read by --preset tuned)")
 
 
 def main(argv: list[str]) -> int:

@@ -25,7 +25,17 @@ from oversight_rl.engine.launch import resume, train
 from oversight_rl.engine.trainer import Trainer
 from oversight_rl.experiments import processes
 from oversight_rl.experiments.sweep import SweepConfig
-from oversight_rl.rundir.files import CHECKPOINT, CONFIG, EVAL_CSV, SUMMARY, TRAIN_CSV, read_csv, read_json, write_json
+from oversight_rl.rundir.files import (
+    CHECKPOINT,
+    CONFIG,
+    EVAL_CSV,
+    SUMMARY,
+    TRAIN_CSV,
+    create_run_dir,
+    read_csv,
+    read_json,
+    write_json,
+)
 from oversight_rl.rundir.status import run_status
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -499,9 +509,10 @@ def test_oversight_values_that_name_the_same_runs_are_refused(tmp_path, capsys):
 
 def test_resume_refuses_flags_that_change_what_the_run_computes(run_copy, capsys):
     before = snapshot(run_copy)
-    assert train_cli.main(["--resume", str(run_copy), "--lr", "0.5", "--oversight", "5"]) == 2
+    assert train_cli.main(["--resume", str(run_copy), "--lr", "0.5", "--oversight", "5", "--threads", "2"]) == 2
     error = one_error_line(capsys.readouterr().err)
-    assert "--lr" in error and "--oversight" in error and "--threads" in error
+    changed = error.split("; only ")[0]
+    assert "--lr 0.5" in changed and "--oversight 5" in changed and "--threads 2 (saved: 1)" in changed
     assert "--wandb-project-name, --wandb-entity may change" in error and "_" not in error.split("; only ")[1]
     assert snapshot(run_copy) == before
 
@@ -515,9 +526,10 @@ def test_resume_applies_runtime_flags_and_accepts_unchanged_ones(run_copy, monke
         real(self, cfgs, run_dirs, progress)
 
     monkeypatch.setattr(train_module.Trainer, "__init__", record)
-    argv = ["--resume", str(run_copy), "--threads", "2", "--lr", "0.001", "--out", "elsewhere"]
+    argv = ["--resume", str(run_copy), "--wandb-project-name", "other", "--lr", "0.001", "--out", "elsewhere"]
     assert train_cli.main(argv) == 0
-    assert [(cfg.threads, cfg.lr, cfg.width) for cfg in used] == [(2, 0.001, 16)]  # width as saved, not the default
+    settings = [(cfg.wandb_project_name, cfg.lr, cfg.width) for cfg in used]
+    assert settings == [("other", 0.001, 16)]  # width as saved, not the default
 
 
 def test_resume_refuses_a_config_that_lacks_settings(run_copy, capsys):
@@ -550,7 +562,7 @@ def test_a_sweep_resumes_runs_on_the_environment_they_were_trained_on(finished_r
 
     resolve = train_module.env_backend  # as on an accelerator: auto resolves to the torch environment
     monkeypatch.setattr(train_module, "env_backend", lambda cfg: "torch" if cfg.env_backend == "auto" else resolve(cfg))
-    assert sweep(out, *TINY, *ONE_RUN, "--workers", "1", "--threads", "2") == 0
+    assert sweep(out, *TINY, *ONE_RUN, "--workers", "1", "--wandb-project-name", "other") == 0
     run_dir = out / "routing-p0.5-s0"
     assert read_json(run_dir / CONFIG)["env_backend"] == "numpy"
     same_run(run_dir, finished_run)  # the same settings, uninterrupted
@@ -707,3 +719,31 @@ def test_the_scripts_exit_2_with_one_line_and_no_traceback(run_copy, tmp_path):
     result = run_script("sweep_oversight", "--oversight", "0.1", "0.1000001", "--out", str(tmp_path / "sweep"))
     assert result.returncode == 2 and "--oversight" in one_error_line(result.stderr)
     assert not (tmp_path / "sweep").exists()
+
+
+# ----- names that must not lead elsewhere -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exp_name", ["../escape", "/", "/tmp/elsewhere", "a\\b"])
+def test_exp_name_cannot_lead_out_of_out(tmp_path, monkeypatch, capsys, exp_name):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "deep" / "runs"
+    assert train_cli.main([*TINY, "--exp-name", exp_name, "--out", str(out)]) == 2
+    error = one_error_line(capsys.readouterr().err)
+    assert "--exp-name must be a plain name" in error and repr(exp_name) in error
+    assert sorted(p.name for p in tmp_path.rglob("*")) == []  # nothing written, inside --out or out of it
+
+
+@pytest.mark.parametrize("name", ["../x", "/abs", ".", "..", ""])
+def test_a_run_directory_name_must_be_a_plain_file_name(tmp_path, name):
+    with pytest.raises(ValueError, match="must be a plain file name"):
+        create_run_dir(tmp_path / "out", name)
+    assert not (tmp_path / "out").exists()
+
+
+def test_minus_zero_and_zero_oversight_are_one_grid_point(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert sweep(out, *TINY, "--oversight", "-0", "--methods", "naive", "--seeds", "1") == 0
+    assert sweep(out, *TINY, "--oversight", "0", "--methods", "naive", "--seeds", "1") == 0
+    assert "0 trained, 0 resumed, 1 already done" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["naive-p0-s0"]

@@ -184,3 +184,39 @@ def test_preset_tuned_without_tuning_results_is_a_one_line_error(tmp_path, monke
 def test_the_script_documents_the_search_space():
     documented = [line.split()[0] for line in tune_cli.__doc__.splitlines() if line.startswith("    ") and line.split()]
     assert set(tuning.SPACE) <= set(documented)
+
+
+@pytest.fixture
+def published(tmp_path, monkeypatch) -> dict[str, Path]:
+    """Where --publish writes, moved into ``tmp_path`` (the table is relative to the working directory)."""
+    monkeypatch.chdir(tmp_path)
+    presets = tmp_path / "package" / "tuned_presets.json"
+    monkeypatch.setattr(tuning, "TUNED_PRESETS", presets)
+    return {"csv": tmp_path / tuning.PUBLISHED_CSV, "presets": presets}
+
+
+def test_a_tuning_with_its_own_out_writes_nothing_outside_it(published, tmp_path):
+    out = tmp_path / "smoke"
+    assert tune_cli.main([*TINY, *SMALL, "--methods", "naive", "--out", str(out)]) == 0
+    assert not published["csv"].exists() and not published["presets"].exists()
+    assert [row["method"] for row in read_csv(out / "tuning.csv")] == ["naive"]
+    assert set(json.loads((out / "tuned_presets.json").read_text())["methods"]) == {"naive"}
+
+
+def test_publishing_needs_a_full_tuning(published, tmp_path, capsys):
+    out = tmp_path / "smoke"
+    assert tune_cli.main([*TINY, *SMALL, "--methods", "naive", "--out", str(out), "--publish"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: --publish needs --trials >= 16, got 1") and "\n" not in error
+    assert not out.exists() and not published["csv"].exists() and not published["presets"].exists()
+
+
+def test_publish_writes_the_table_and_merges_the_presets(published, tmp_path, monkeypatch):
+    published["presets"].parent.mkdir()
+    kept = {"settings": {"lr": 0.001}, "trials": 16}
+    published["presets"].write_text(json.dumps({"methods": {"filtering": kept}}))
+    monkeypatch.setattr(tuning, "MIN_TRIALS", 1)  # a full tuning, for this test: one trial
+    assert tune_cli.main([*TINY, *SMALL, "--methods", "naive", "--out", str(tmp_path / "t"), "--publish"]) == 0
+    assert [row["method"] for row in read_csv(published["csv"])] == ["naive"]
+    presets = json.loads(published["presets"].read_text())["methods"]
+    assert presets["filtering"] == kept and presets["naive"]["trials"] == 1

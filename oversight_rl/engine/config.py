@@ -113,7 +113,8 @@ class TrainConfig:
     """Training environments. numpy: batched numpy on the CPU (any preset). torch: on the training device (native
     presets), so a rollout never leaves it. auto: torch on an accelerator, numpy on the CPU; a run records which."""
     threads: int = 1
-    """Torch CPU threads. One is about 3x faster than two for these small networks."""
+    """Torch CPU threads. One is about 3x faster than two for these small networks. The thread count changes the CPU's
+    summation order, so it is part of what a run computes: a resumed run or sweep keeps its own."""
     tensorboard: bool = False
     """Also write TensorBoard logs into the run directory (needs the tensorboard extra)."""
     track: bool = False
@@ -296,8 +297,9 @@ def finite(value) -> bool:
     return not isinstance(value, float) or math.isfinite(value)
 
 
-RUNTIME_SETTINGS = ("device", "threads", "tensorboard", "track", "wandb_project_name", "wandb_entity")
-"""Settings that do not change what a run computes: a resumed run or sweep may take new values for them."""
+RUNTIME_SETTINGS = ("device", "tensorboard", "track", "wandb_project_name", "wandb_entity")
+"""Settings that do not change what a run computes on one machine: a resumed run or sweep may take new values for them.
+Not ``threads``: the CPU's reductions sum in another order with another thread count, and 2M steps amplify that."""
 ADDED_SETTINGS = {"expert_heads": "shared", "routed_advantage": "shared_baseline"}
 """Settings added after runs were recorded, each with the value that computes what the older code did: a run or
 sweep recorded without one is read, and resumed, with that value."""

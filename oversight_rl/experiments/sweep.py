@@ -93,7 +93,7 @@ class SweepConfig:
 
     def grid(self) -> list[TrainConfig]:
         """The training settings of every grid point, methods outermost, each (method, oversight, seed) once."""
-        grid = product(self.methods, [float(p) for p in self.oversight], range(self.seeds))
+        grid = product(self.methods, [float(p) + 0.0 for p in self.oversight], range(self.seeds))  # -0 is 0
         points = dict.fromkeys(grid)  # a value given twice is one grid point
         return [
             with_overrides(self.train, **self.method_settings.get(m, {}), method=m, oversight=p, seed=s)

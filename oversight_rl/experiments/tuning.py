@@ -57,6 +57,9 @@ methods have none, so it would change nothing there."""
 NOT_TUNED = ("method", "oversight", "seed", "preset", *RUNTIME_ONLY)
 """Settings a tuned preset leaves to the run: where it runs, and what the grid sets."""
 
+PUBLISHED_CSV = Path("docs/tuning.csv")
+"""Where --publish writes the trial table (relative to the working directory: the repository's root)."""
+
 
 @dataclass
 class TuneConfig:
@@ -79,18 +82,25 @@ class TuneConfig:
     """Seed of each method's TPE sampler (the same for every method), plus the trials its study already holds."""
     out: str = "tuning"
     """Tuning directory: the Optuna storage (tuning.db) and every trial's run directories."""
-    csv: str = "docs/tuning.csv"
-    """Table of every completed trial of the tuning directory."""
+    csv: str | None = None
+    """Table of every completed trial of the tuning directory (default: OUT/tuning.csv)."""
     presets_file: str | None = None
-    """Where each method's best setting is written, for --preset tuned (default:
-    oversight_rl/engine/tuned_presets.json)."""
+    """Where each method's best setting is written (default: OUT/tuned_presets.json)."""
+    publish: bool = False
+    """Also publish the study: its table to docs/tuning.csv and each method's best setting to the package's presets
+    (oversight_rl/engine/tuned_presets.json), which --preset tuned reads. Needs at least 16 trials per method; without
+    it, nothing outside OUT (and --csv, --presets-file) is written."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Training settings shared by every trial; the search space's settings, method, oversight and seed are set
     by the tuning."""
 
     @property
+    def csv_path(self) -> Path:
+        return Path(self.csv) if self.csv else Path(self.out) / "tuning.csv"
+
+    @property
     def presets_path(self) -> Path:
-        return Path(self.presets_file) if self.presets_file else TUNED_PRESETS
+        return Path(self.presets_file) if self.presets_file else Path(self.out) / "tuned_presets.json"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad flag."""
@@ -101,6 +111,11 @@ class TuneConfig:
             (self.methods, "--methods needs at least one method"),
             (unknown is None, f"--methods must be among {', '.join(METHODS)}, got {unknown!r}"),
             (self.trials >= fewest, f"--trials must be >= {fewest}, got {self.trials} (--allow-few-trials allows 1)"),
+            (
+                not self.publish or self.trials >= MIN_TRIALS,
+                f"--publish needs --trials >= {MIN_TRIALS}, got {self.trials}: a smaller tuning must not replace the"
+                " published presets",
+            ),
             (0.0 <= self.oversight <= 1.0, f"--oversight must be in [0, 1], got {self.oversight!r}"),
             (self.seeds, "--seeds needs at least one seed"),
             (low_seed is None, f"--seeds must be >= {MIN_TUNING_SEED} (apart from evaluation seeds), got {low_seed}"),
@@ -344,7 +359,10 @@ def run_tuning(tune: TuneConfig) -> dict[str, int]:
     tune.validate()
     storage = storage_of(tune)
     ran = {method: tune_method(tune, storage, method) for method in tune.methods}
-    Path(tune.csv).parent.mkdir(parents=True, exist_ok=True)
-    write_csv(Path(tune.csv), trial_rows(storage))
-    write_presets(preset_entries(storage, tune.trials), tune.presets_path)
+    rows, presets = trial_rows(storage), preset_entries(storage, tune.trials)
+    targets = [(tune.csv_path, tune.presets_path)] + ([(PUBLISHED_CSV, TUNED_PRESETS)] if tune.publish else [])
+    for csv_path, presets_path in targets:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        write_csv(csv_path, rows)
+        write_presets(presets, presets_path)
     return ran

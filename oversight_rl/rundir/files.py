@@ -38,7 +38,7 @@ CONFIG, TRAIN_CSV, EVAL_CSV, SUMMARY, CHECKPOINT = (
 
 def run_name(method: str, oversight: float, seed: int) -> str:
     """Name that encodes a run's grid point, e.g. ``routing-p0.1-s0`` (``module.NAME-...`` for ``module:NAME``)."""
-    return f"{method.replace(':', '.')}-p{oversight:g}-s{seed}"
+    return f"{method.replace(':', '.')}-p{oversight + 0.0:g}-s{seed}"  # + 0.0: -0 and 0 are one grid point
 
 
 RUN_FILES = (CONFIG, TRAIN_CSV, EVAL_CSV, SUMMARY, CHECKPOINT)
@@ -95,6 +95,8 @@ def check_directory(path: Path, flag: str) -> None:
 def create_run_dir(parent: Path, name: str, flag: str = "--out") -> Path:
     """A new, empty run directory ``parent/name``, or ``name-2``, ``name-3``, ... if that exists: each is created
     atomically (``mkdir`` fails if it exists), so no two runs ever share a directory."""
+    if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        raise ValueError(f"run directory name {name!r} must be a plain file name (no / or \\, not . or ..)")
     parent = Path(parent)
     check_directory(parent, flag)
     parent.mkdir(parents=True, exist_ok=True)
