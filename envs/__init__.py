@@ -21,6 +21,8 @@ torch tensors, on the device where the policy lives.
 reward (for ``RecordEpisodeStatistics``, SB3's ``Monitor`` and ``evaluate_policy``).
 """
 
+import inspect
+
 from gymnasium.envs.registration import register, registry
 
 from envs.diamond_ghost import DiamondGhostEnv, DiamondGhostGrid, DiamondGhostVecEnv, Terminal, layout_observation
@@ -59,6 +61,7 @@ __all__ = [
     "make_batched",
     "make_torch",
     "restore_vector_state",
+    "setting_names",
     "vector_state",
     "vectorization_of",
     "watched_terminals",
@@ -98,3 +101,9 @@ for _env_id, _kwargs in NATIVE_PRESETS.items():
 for _env_id, _kwargs in MINIGRID_PRESETS.items():
     if _env_id not in registry:
         register(id=_env_id, entry_point=MINIGRID_ENTRY_POINT, kwargs=_kwargs)
+
+
+def setting_names(env_id: str) -> frozenset[str]:
+    """The keyword settings a preset's environment takes (its size, oversight, episode length, ...)."""
+    env_class = DiamondGhostMiniGridEnv if env_id in MINIGRID_PRESETS else DiamondGhostEnv
+    return frozenset(inspect.signature(env_class).parameters)

@@ -6,10 +6,10 @@
 Writes learning_curves.png, return_vs_oversight.png (the paper's Fig. 6a), hacking_vs_oversight.png (the hacking
 gap, and the two ghost rates it is made of), results.csv (one row per run), summary.csv (one row per method x
 oversight: seeds, mean, IQM and their 95% bootstrap CIs of the final true_return and hacking_gap) and
-improvement.csv (the probability that routing scores a higher final true_return than each baseline, per oversight
-level and over all levels, with its 95% stratified bootstrap CI), and prints those tables. Runs that are missing,
-failed or unreadable (a damaged config.json, summary.json or eval.csv) are drawn as missing and listed with the
-reason, never dropped; a damaged sweep.json falls back to the runs found on disk.
+improvement.csv (the probability that routing, or --reference METHOD, scores a higher final true_return than each
+other method, per oversight level and over all levels, with its 95% stratified bootstrap CI), and prints those
+tables. Runs that are missing, failed or unreadable (a damaged config.json, summary.json or eval.csv) are drawn as
+missing and listed with the reason, never dropped; a damaged sweep.json falls back to the runs found on disk.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import tyro
 
 from oversight_rl.analysis.comparison import (
     IMPROVEMENT_CSV,
+    REFERENCE_METHOD,
     SUMMARY_CSV,
     format_improvement,
     format_table,
@@ -40,6 +41,9 @@ class CommandLine:
     """Sweep directory (holds sweep.json and one run directory per grid point)."""
     out: Annotated[str | None, tyro.conf.arg(help_behavior_hint="(default: the sweep directory)")] = None
     """Directory for the figures, results.csv, summary.csv and improvement.csv."""
+    reference: str | None = None
+    """Method whose probability of beating each other method of the sweep is tabled (improvement.csv); default:
+    routing, where the sweep has it."""
 
 
 def main(argv: list[str]) -> int:
@@ -48,6 +52,13 @@ def main(argv: list[str]) -> int:
         results = gather(args.sweep_dir)
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    reference = args.reference or REFERENCE_METHOD
+    if args.reference is not None and args.reference not in results.methods:
+        print(
+            f"error: --reference must be a method of the sweep ({', '.join(results.methods)}), got {args.reference!r}",
+            file=sys.stderr,
+        )
         return 2
     out = Path(args.out or args.sweep_dir)
     try:
@@ -60,7 +71,7 @@ def main(argv: list[str]) -> int:
     print(format_table(results))
     print()
     print(format_table(results, "hacking_gap"))
-    improvement = format_improvement(results)
+    improvement = format_improvement(results, reference)
     if improvement:
         print()
         print(improvement)
@@ -69,7 +80,7 @@ def main(argv: list[str]) -> int:
         print(problems)
     print(f"results: {write_results(results, out / RESULTS_CSV)}")
     print(f"summary: {write_summary(results, out / SUMMARY_CSV)}")
-    print(f"improvement: {write_improvement(results, out / IMPROVEMENT_CSV)}")
+    print(f"improvement: {write_improvement(results, out / IMPROVEMENT_CSV, reference)}")
     for path in plot_sweep(results, out):
         print(f"figure: {path}")
     return 0

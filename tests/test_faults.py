@@ -21,7 +21,8 @@ from cli import load_script
 
 import oversight_rl
 from oversight_rl.engine import trainer as train_module
-from oversight_rl.engine.launch import resume, train
+from oversight_rl.engine.config import TrainConfig
+from oversight_rl.engine.launch import resume, train, train_population
 from oversight_rl.engine.trainer import Trainer
 from oversight_rl.experiments import processes
 from oversight_rl.experiments.sweep import SweepConfig
@@ -747,3 +748,125 @@ def test_minus_zero_and_zero_oversight_are_one_grid_point(tmp_path, capsys):
     assert sweep(out, *TINY, "--oversight", "0", "--methods", "naive", "--seeds", "1") == 0
     assert "0 trained, 0 resumed, 1 already done" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["naive-p0-s0"]
+
+
+def test_two_runs_of_one_population_cannot_share_a_directory(tmp_path):
+    cfgs = [TrainConfig(seed=0, total_env_steps=2048), TrainConfig(seed=1, total_env_steps=2048)]
+    run_dir = tmp_path / "run"
+    with pytest.raises(ValueError, match="would write the same run directory"):
+        train_population(cfgs, [run_dir, tmp_path / "." / "run"])
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("seed", [str(10**20), "-1", str(2**62)])
+def test_a_seed_out_of_range_is_a_one_line_error(tmp_path, capsys, seed):
+    assert train_cli.main([*TINY, "--seed", seed, "--out", str(tmp_path / "runs")]) == 2
+    assert "--seed must be in [0, 2**62)" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("content", ["{}", "[]", '{"train": 3}', '{"train": {}, "method_settings": []}', "{", ""])
+def test_a_sweep_json_of_the_wrong_shape_is_a_one_line_error(tmp_path, capsys, content):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "sweep.json").write_text(content)
+    assert sweep(out, *TINY, *ONE_RUN) == 2
+    error = one_error_line(capsys.readouterr().err)
+    assert f"--out {out} holds a damaged sweep.json" in error and "move it away" in error
+    assert (out / "sweep.json").read_text() == content and sorted(p.name for p in out.iterdir()) == ["sweep.json"]
+
+
+def test_a_run_that_diverges_stops_with_one_line_and_keeps_its_last_finite_checkpoint(tmp_path, monkeypatch, capsys):
+    real = Trainer._optimize
+
+    def diverge_at_update_12(trainer, batch, lr, active):
+        metrics = real(trainer, batch, lr, active)
+        if trainer.agents[0].update == 11:
+            with torch.no_grad():
+                for p in trainer.population.params.values():
+                    p.fill_(float("nan"))
+        return metrics
+
+    monkeypatch.setattr(Trainer, "_optimize", diverge_at_update_12)
+    out = tmp_path / "runs"
+    assert train_cli.main([*TINY, "--oversight", "0.5", "--out", str(out)]) == 2
+    (error,) = stderr_lines(capsys.readouterr().err, bar="routing")
+    assert error.startswith("error: ") and "training diverged at update 12" in error
+    (run_dir,) = out.iterdir()
+    assert not (run_dir / SUMMARY).exists() and read_csv(run_dir / TRAIN_CSV)[-1]["update"] == 8
+    state = torch.load(run_dir / CHECKPOINT, weights_only=False)
+    assert all(torch.isfinite(w).all() for w in state["policy"].values())
+    monkeypatch.undo()
+    assert train_cli.main(["--resume", str(run_dir)]) == 0  # from update 8, without the fault
+
+
+def test_load_policy_refuses_non_finite_parameters(finished_run, tmp_path):
+    run_dir = tmp_path / "nan"
+    shutil.copytree(finished_run, run_dir)
+    state = torch.load(run_dir / CHECKPOINT, weights_only=False)
+    next(iter(state["policy"].values())).fill_(float("nan"))
+    torch.save(state, run_dir / CHECKPOINT)
+    with pytest.raises(ValueError, match="parameters are not all finite"):
+        oversight_rl.load_policy(run_dir)
+
+
+@needs_proc
+def test_a_worker_killed_outright_stops_only_its_own_population(reference_sweep, tmp_path):
+    """kill -9 of one worker: the other population trains to the end; the next sweep resumes the killed one."""
+    out = tmp_path / "sweep"
+    parent = start(script_command("sweep_oversight", *LONG, *TWO_RUNS, "--workers", "2", "--out", str(out)))
+    runs = [out / f"routing-p0.5-s{seed}" for seed in (0, 1)]
+    workers: set[int] = set()
+
+    def both_training() -> bool:
+        nonlocal workers
+        workers = pool_workers(parent.pid)
+        return len(workers) == 2 and all((run / CHECKPOINT).exists() and not (run / SUMMARY).exists() for run in runs)
+
+    try:
+        assert wait_until(both_training, 180, interval_s=0.01), parent.stderr.read() if parent.poll() else ""
+        os.kill(min(workers), signal.SIGKILL)
+        stdout, stderr = parent.communicate(timeout=300)
+    finally:
+        stop(parent, workers)
+    assert "1 interrupted by a worker that died" in stdout + stderr, stdout + stderr
+    assert sorted(map(run_status, runs)) == ["done", "interrupted"]
+    finished = next(run for run in runs if run_status(run) == "done")
+    same_run(finished, reference_sweep / finished.name)
+    assert sweep(out, *LONG, *TWO_RUNS, "--workers", "2") == 0
+    for run in runs:
+        same_run(run, reference_sweep / run.name)
+
+
+def test_an_unknown_env_setting_is_refused_before_anything_is_written(tmp_path, capsys):
+    typo = ["--env-kwargs", '{"max_stepz": 20}']
+    assert train_cli.main([*TINY, *typo, "--out", str(tmp_path / "runs")]) == 2
+    error = one_error_line(capsys.readouterr().err)
+    assert "takes no setting 'max_stepz'" in error and "max_steps" in error
+    assert sweep(tmp_path / "sweep", *TINY, *ONE_RUN, *typo) == 2
+    assert "takes no setting 'max_stepz'" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "sweep").exists()
+    assert sweep(tmp_path / "sweep", *TINY, *ONE_RUN, "--env-kwargs", '{"max_steps": 20}') == 0  # the corrected one
+
+
+def test_load_policy_names_a_truncated_checkpoint(run_copy):
+    data = (run_copy / CHECKPOINT).read_bytes()
+    (run_copy / CHECKPOINT).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"its checkpoint cannot be read \(.*\); it is damaged"):
+        oversight_rl.load_policy(run_copy)
+
+
+def test_load_policy_names_a_checkpoint_that_does_not_fit_the_config(run_copy):
+    config = read_json(run_copy / CONFIG)
+    write_json(run_copy / CONFIG, {**config, "method": "naive"})  # a routing checkpoint, a single-expert config
+    with pytest.raises(ValueError, match="does not fit the policy of its config.json"):
+        oversight_rl.load_policy(run_copy)
+
+
+def test_load_policy_says_when_a_run_is_unfinished_or_from_another_version(run_copy):
+    (run_copy / SUMMARY).unlink()
+    with pytest.warns(UserWarning, match="is not finished: loading its checkpoint from update 16"):
+        oversight_rl.load_policy(run_copy)
+    write_json(run_copy / CONFIG, {**read_json(run_copy / CONFIG), "version": "0.0.1"})
+    with pytest.warns(UserWarning, match="was written by oversight_rl 0.0.1"):
+        oversight_rl.load_policy(run_copy)

@@ -13,12 +13,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from cli import load_script
+from matplotlib.colors import to_hex
 from matplotlib.text import Text
 
 import envs
 from oversight_rl.analysis.figures import plots
 from oversight_rl.engine import references
-from oversight_rl.rundir.files import CONFIG, EVAL_CSV, SUMMARY, write_csv, write_json
+from oversight_rl.rundir.files import CONFIG, EVAL_CSV, SUMMARY, read_csv, write_csv, write_json
 from oversight_rl.rundir.gather import Curve, SweepResults, tidy
 
 SMALL_GRID = "OversightRL/DiamondGhost-5x5-v0"
@@ -330,3 +331,58 @@ def test_the_mixture_budget_figure_draws_each_policys_seeds_and_mean_in_both_pan
     assert (0.25, 0.15) in halves
     assert notes == ["1 of 13 (run, budget, policy) points not reached yet"]
     plt.close(fig)
+
+
+USER_METHODS = ("routing", "my_methods:A", "my_methods:B")
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_every_method_has_its_own_colour_and_the_legend_matches_the_lines(name):
+    fig, _ = FIGURES[name](sweep_results(methods=USER_METHODS))
+    (legend,) = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + fig.legends
+    legend_colors = {
+        text.get_text(): to_hex(handle.get_color())
+        for text, handle in zip(legend.get_texts(), legend.legend_handles, strict=True)
+        if text.get_text() in USER_METHODS
+    }
+    assert set(legend_colors) == set(USER_METHODS) and len(set(legend_colors.values())) == 3
+    assert legend_colors["routing"] == to_hex("tab:blue")  # a built-in keeps its colour
+    drawn = {to_hex(line.get_color()) for ax in fig.axes for line in ax.get_lines()}
+    drawn |= {to_hex(c.get_facecolor()[0]) for ax in fig.axes for c in ax.collections if len(c.get_facecolor())}
+    assert set(legend_colors.values()) <= drawn
+    plt.close(fig)
+
+
+def test_plot_curves_compares_against_the_chosen_reference_method(tmp_path, capsys):
+    plot_curves = load_script("plot_curves")
+    out = tmp_path / "sweep"
+    sweep = load_script("sweep_oversight")
+    flags = "--num-envs 16 --num-steps 8 --eval-envs 16 --width 16 --update-epochs 1 --num-minibatches 1".split()
+    assert (
+        sweep.main(
+            [
+                "--out",
+                str(out),
+                *flags,
+                "--total-env-steps",
+                "1024",
+                "--eval-every",
+                "512",
+                "--methods",
+                "naive",
+                "filtering",
+                "--seeds",
+                "1",
+                "--oversight",
+                "0.5",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert plot_curves.main([str(out), "--reference", "naive"]) == 0
+    printed = capsys.readouterr().out
+    assert "probability that naive scores a higher final true_return" in printed
+    assert [row["baseline"] for row in read_csv(out / "improvement.csv")][0] == "filtering"
+    assert plot_curves.main([str(out), "--reference", "routing"]) == 2
+    assert "--reference must be a method of the sweep (naive, filtering), got 'routing'" in capsys.readouterr().err

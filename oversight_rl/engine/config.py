@@ -182,6 +182,7 @@ class TrainConfig:
         """Raise ``ValueError`` naming the first bad flag and its allowed range."""
         checks = [
             ("oversight", 0.0 <= self.oversight <= 1.0, "in [0, 1]"),
+            ("seed", 0 <= self.seed < MAX_SEED, f"in [0, 2**{MAX_SEED.bit_length() - 1})"),
             ("total_env_steps", self.total_env_steps >= 1, ">= 1"),
             ("num_envs", self.num_envs >= 1, ">= 1"),
             ("num_steps", self.num_steps >= 1, ">= 1"),
@@ -251,6 +252,14 @@ class TrainConfig:
         reserved = sorted(set(settings) & {"oversight", "num_envs", "render_mode"})
         if reserved:
             raise ValueError(f"--env-kwargs may not set {', '.join(reserved)} (the run sets it), got {self.env_kwargs}")
+        if self.env in envs.PRESETS:  # an unknown id is validate_env's to name
+            taken = envs.setting_names(self.env)
+            unknown = sorted(set(settings) - taken)
+            if unknown:
+                raise ValueError(
+                    f"--env-kwargs: {self.env} takes no setting {', '.join(map(repr, unknown))}; it takes "
+                    f"{', '.join(sorted(taken - {'oversight', 'render_mode'}))}"
+                )
 
     def validate_env(self) -> None:
         """Raise ``ValueError`` unless ``env`` is a registered preset that ``env_backend`` can run."""
@@ -297,6 +306,8 @@ def finite(value) -> bool:
     return not isinstance(value, float) or math.isfinite(value)
 
 
+MAX_SEED = 2**62
+"""Seeds stay below it, so that a seed plus the evaluation's offsets fits a signed 64-bit integer."""
 RUNTIME_SETTINGS = ("device", "tensorboard", "track", "wandb_project_name", "wandb_entity")
 """Settings that do not change what a run computes on one machine: a resumed run or sweep may take new values for them.
 Not ``threads``: the CPU's reductions sum in another order with another thread count, and 2M steps amplify that."""

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from oversight_rl._version import __version__
 from oversight_rl.engine.plugins import plugin
 from oversight_rl.rundir.files import CHECKPOINT, CONFIG, SUMMARY, read_json
+from oversight_rl.rundir.status import DONE, run_status
 
 VARIANTS = ("deployed", "trained", "diamond", "ghost", "best")
 
@@ -96,7 +99,9 @@ def load_policy(run_dir: str | Path, variant: str = "deployed", seed: int | None
 
     Variants: ``deployed`` (what the method deploys: the Diamond expert for mixture methods, the best checkpoint for
     early stopping, else the trained policy), ``trained``, ``diamond``, ``ghost`` (mixture methods) and ``best``
-    (early stopping). The loaded policy's ``variant`` names what was loaded (``deployed`` resolved).
+    (early stopping). The loaded policy's ``variant`` names what was loaded (``deployed`` resolved). A run that is
+    not finished, or was written by another version of the package, loads with a warning that says so; a damaged
+    checkpoint, or one that does not fit the run's settings, is a ``ValueError`` naming it.
     """
     from oversight_rl.core.methods import build_policy, get_method
     from oversight_rl.core.policies import variant_policy
@@ -111,22 +116,50 @@ def load_policy(run_dir: str | Path, variant: str = "deployed", seed: int | None
     method = get_method(saved["method"])
     if variant == "deployed":
         variant = read_json(run_dir / SUMMARY)["deployed"] if (run_dir / SUMMARY).exists() else method.deploy
-    if saved.get("trainer") == "sb3":
-        state = plugin("checkpoint", "sb3")(run_dir)  # only SB3 runs import Stable-Baselines3
-    elif (run_dir / CHECKPOINT).exists():
-        state = torch.load(run_dir / CHECKPOINT, weights_only=False, map_location="cpu")
-    else:
-        raise FileNotFoundError(f"{run_dir} holds no {CHECKPOINT}; is it a run directory?")
-    cfg = TrainConfig.from_saved(saved)
-    policy = build_policy(cfg, method, tuple(saved["obs_shape"]))
+    state = read_checkpoint(run_dir, saved)
+    warn_if_unusual(run_dir, saved, state)
+    policy = build_policy(TrainConfig.from_saved(saved), method, tuple(saved["obs_shape"]))
     if variant == "best":
-        if state["best"]["state"] is None:
+        if (state.get("best") or {}).get("state") is None:
             raise ValueError(f"variant 'best' exists only for early-stopping runs, not {saved['method']!r}")
-        policy.load_state_dict(state["best"]["state"])
+        load_weights(policy, state["best"]["state"], run_dir)
         module = variant_policy(policy, "trained")  # the best checkpoint of the trained policy
     else:
-        policy.load_state_dict(state["policy"])
+        load_weights(policy, state["policy"], run_dir)
         if variant not in policy.variants:
             raise ValueError(f"{saved['method']!r} has variants {policy.variants}, not {variant!r}")
         module = variant_policy(policy, variant)
     return LoadedPolicy(module, variant, tuple(saved["obs_shape"]), seed=seed)
+
+
+def read_checkpoint(run_dir: Path, saved: dict) -> dict:
+    """The run's checkpoint state (SB3's through its adapter); ``ValueError`` naming it when it cannot be read."""
+    if saved.get("trainer") != "sb3" and not (run_dir / CHECKPOINT).exists():
+        raise FileNotFoundError(f"{run_dir} holds no {CHECKPOINT}; is it a run directory?")
+    try:
+        if saved.get("trainer") == "sb3":
+            return plugin("checkpoint", "sb3")(run_dir)  # only SB3 runs import Stable-Baselines3
+        return torch.load(run_dir / CHECKPOINT, weights_only=False, map_location="cpu")
+    except (OSError, RuntimeError, EOFError, ValueError, KeyError) as error:
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        raise ValueError(f"{run_dir}: its checkpoint cannot be read ({reason}); it is damaged") from None
+
+
+def warn_if_unusual(run_dir: Path, saved: dict, state: dict) -> None:
+    """Warn when the checkpoint is not the run's final one, or the run was written by another package version."""
+    if run_status(run_dir) != DONE:
+        update = (state.get("counters") or ("?",))[0]
+        warnings.warn(f"{run_dir} is not finished: loading its checkpoint from update {update}", stacklevel=3)
+    if saved.get("version", __version__) != __version__:
+        warnings.warn(f"{run_dir} was written by oversight_rl {saved['version']}, not {__version__}", stacklevel=3)
+
+
+def load_weights(policy: torch.nn.Module, weights: dict, run_dir: Path) -> None:
+    """Load ``weights`` into ``policy``; ``ValueError`` when they are not finite or do not fit its settings."""
+    if not all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point()):
+        raise ValueError(f"{run_dir}: the checkpoint's parameters are not all finite (its training diverged)")
+    try:
+        policy.load_state_dict(weights)
+    except RuntimeError as error:
+        detail = [line.strip() for line in str(error).splitlines() if line.strip()][-1][:120]
+        raise ValueError(f"{run_dir}: the checkpoint does not fit the policy of its config.json ({detail})") from None

@@ -28,6 +28,9 @@ def train_population(
     writes left in the run directories are removed once every checkpoint has loaded."""
     resume = resume or [False] * len(cfgs)
     run_dirs = [Path(run_dir) for run_dir in run_dirs]
+    shared = next((d for d in run_dirs if [r.resolve() for r in run_dirs].count(d.resolve()) > 1), None)
+    if shared is not None:
+        raise ValueError(f"two runs of one population would write the same run directory {shared}")
     if cfgs and cfgs[0].trainer == "sb3":
         if any(resume):
             raise ValueError("--trainer sb3 runs cannot resume; start them again")

@@ -118,6 +118,10 @@ def population_key(cfg: TrainConfig) -> tuple:
     return tuple((f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if f.name not in PER_AGENT)
 
 
+class Diverged(ValueError):
+    """A run whose parameters became non-finite."""
+
+
 @dataclass
 class Agent:
     """One run's bookkeeping inside a population: its settings, directory, budget, counters, rows and best."""
@@ -434,7 +438,9 @@ class Trainer:
             training = {k: a.window_steps * self.cfg.num_envs for k, a in enumerate(self.agents) if a.active}
             tick = time.perf_counter()
             metrics = self.train_step()
+            metrics["finite"] = self.finite_agents()
             rows = {key: value.tolist() for key, value in metrics.items()}  # one transfer per update
+            self.check_finite(rows.pop("finite"), training)
             elapsed = time.perf_counter() - tick
             for k, steps in training.items():
                 self._record_update(k, {key: values[k] for key, values in rows.items()}, steps, elapsed)
@@ -452,6 +458,22 @@ class Trainer:
                 if not self.agents[k].active:
                     summaries[k] = self._finish(k)
         return [summaries[k] for k in range(self.size)]
+
+    def finite_agents(self) -> torch.Tensor:
+        """``(S,)``: whether each agent's parameters are all finite."""
+        finite = [torch.isfinite(p).flatten(1).all(1) for p in self.population.params.values()]
+        return torch.stack(finite).all(0)
+
+    def check_finite(self, finite: list[bool], training: dict[int, int]) -> None:
+        """Stop on the first agent whose update made its parameters non-finite (NaN or inf): its run directory keeps
+        its last checkpoint, from before."""
+        diverged = next((k for k in training if not finite[k]), None)
+        if diverged is not None:
+            agent = self.agents[diverged]
+            raise Diverged(
+                f"{agent.run_dir}: training diverged at update {agent.update + 1} (its parameters became NaN or"
+                " infinite); the run keeps its last checkpoint, from before; try a lower --lr"
+            )
 
     def _record_update(self, k: int, metrics: dict[str, float], steps: int, elapsed: float) -> None:
         agent = self.agents[k]

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,30 +39,32 @@ LOCK = "sweep.lock"
 
 
 def run_in_processes(function: Callable[[T], R], items: list[T], workers: int) -> Iterator[tuple[T, Callable[[], R]]]:
-    """``function`` of each item in ``workers`` fresh (spawned) processes on this machine, yielding each item with
-    its result (a call that returns it, or raises the function's exception or :class:`BrokenProcessPool` when the
-    worker died) as it finishes. ``function`` must be importable by name. On Ctrl-C (or SIGTERM, within
-    :func:`sigterm_as_interrupt`), whether it reached this process alone or its whole process group (a terminal's
-    Ctrl-C), the workers stop at once and without a traceback (:func:`stop_worker`), and if this process is killed
-    they die with it (:func:`die_with_parent`); an interrupted function unwinds as on Ctrl-C."""
+    """``function`` of each item in a fresh (spawned) process of its own, ``workers`` at a time, yielding each item
+    with its result (a call that returns it, or raises the function's exception or :class:`BrokenProcessPool` when
+    its process died) as it finishes. A process per item keeps a death to that item: the others run on. ``function``
+    must be importable by name. On Ctrl-C (or SIGTERM, within :func:`sigterm_as_interrupt`), whether it reached this
+    process alone or its whole process group (a terminal's Ctrl-C), the workers stop at once and without a traceback
+    (:func:`stop_worker`), and if this process is killed they die with it (:func:`die_with_parent`); an interrupted
+    function unwinds as on Ctrl-C."""
     before = set(multiprocessing.active_children())
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=die_with_parent,
-        initargs=(os.getpid(),),
-    )
+    waiting, running = list(items), {}
     try:
-        with ctrl_c_blocked():  # the pool starts its workers here: they begin with Ctrl-C blocked
-            futures = {pool.submit(call_in_worker, function, item): item for item in items}
-        for future in as_completed(futures):
-            yield futures[future], future.result
+        while waiting or running:
+            while waiting and len(running) < workers:
+                item = waiting.pop(0)
+                pool = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), die_with_parent, (os.getpid(),))
+                with ctrl_c_blocked():  # the pool starts its worker here: it begins with Ctrl-C blocked
+                    running[pool.submit(call_in_worker, function, item)] = (item, pool)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                item, pool = running.pop(future)
+                pool.shutdown()
+                yield item, future.result
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
         interrupt(set(multiprocessing.active_children()) - before)
-        pool.shutdown()  # the workers have exited: release the pool's queues
+        for _, pool in running.values():
+            pool.shutdown()  # the workers have exited: join each pool's thread, so none outlives this process
         raise
-    pool.shutdown()
 
 
 @dataclass

@@ -56,6 +56,7 @@ from oversight_rl.rundir.files import (
     write_json,
 )
 from oversight_rl.rundir.gather import gather, write_results
+from oversight_rl.rundir.readers import Malformed, Unreadable, read_run_file
 from oversight_rl.rundir.status import DONE, INTERRUPTED, run_status
 
 DEFAULT_OVERSIGHT = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -193,13 +194,31 @@ def sweep_record(sweep: SweepConfig) -> dict:
     return {**record, "version": __version__}
 
 
+def read_sweep_record(path: Path) -> dict:
+    """sweep.json's content; a one-line ``ValueError`` naming the file when it cannot be read or is not the record
+    of a sweep (a table whose ``train`` and ``method_settings`` are tables)."""
+
+    def check(record) -> dict:
+        tables = isinstance(record, dict) and all(
+            isinstance(record.get(k, {}), dict) for k in ("train", "method_settings")
+        )
+        if not tables or "train" not in record:
+            raise Malformed("not the record of a sweep (a table with a 'train' table)")
+        return record
+
+    try:
+        return read_run_file(path, read_json, check)
+    except Unreadable as error:
+        raise ValueError(f"--out {path.parent} holds a damaged {error}; move it away or use another --out") from None
+
+
 def check_same_settings(sweep: SweepConfig) -> None:
     """Refuse to mix runs of different training settings in one sweep directory (the grid may grow or shrink); a
     setting added since the sweep was recorded counts with the value that computes what it did."""
     path = Path(sweep.out) / SWEEP_JSON
     if not path.exists():
         return
-    before, now = read_json(path), sweep_record(sweep)
+    before, now = read_sweep_record(path), sweep_record(sweep)
     recorded = {**ADDED_SETTINGS, **before["train"]}
     changed = [
         f"{k}: {recorded.get(k)!r} -> {v!r}"
@@ -370,7 +389,7 @@ def run_locked(sweep: SweepConfig, backend: Backend, progress: bool) -> SweepRep
     sweep_dir = Path(sweep.out)
     check_same_settings(sweep)  # again: another sweep may have written sweep.json meanwhile
     record, path = sweep_record(sweep), sweep_dir / SWEEP_JSON
-    earlier = read_json(path).get("method_settings", {}) if path.exists() else {}
+    earlier = read_sweep_record(path).get("method_settings", {}) if path.exists() else {}
     record["method_settings"] = {**earlier, **record["method_settings"]}  # methods of earlier invocations stay checked
     write_json(path, record)
     jobs, finished = plan(sweep)

@@ -13,11 +13,11 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
 from oversight_rl.analysis.figures.plots import (
-    METHOD_COLORS,
     REFERENCE_LABELS,
     REFERENCE_STYLE,
     VARIANT_COLORS,
     legend_outside,
+    method_color,
     method_handles,
     save,
     scales_x_by_oversight,
@@ -46,8 +46,8 @@ def figure_budget(
     ``setting`` names the runs' settings in the title."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     methods = list(dict.fromkeys(row["method"] for row in rows))
-    seeds = draw_groups_vs_budget(axes[0], rows, "method", "true_return", labels, METHOD_COLORS)
-    draw_groups_vs_budget(axes[1], rows, "method", "hacking_gap", labels, METHOD_COLORS)
+    seeds = draw_groups_vs_budget(axes[0], rows, "method", "true_return", labels, method_color)
+    draw_groups_vs_budget(axes[1], rows, "method", "hacking_gap", labels, method_color)
     for ax in axes:
         ax.axhline(0, color="black", lw=0.5)
     axes[0].set(ylabel="final true return", title="true return of the deployed policy")
@@ -87,8 +87,8 @@ def figure_mixture_budget(
     are budget rows of each evaluated ``policy`` (:func:`oversight_rl.study.regenerate.mixture_results`)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True, sharey=True)
     policies = list(dict.fromkeys(row["policy"] for row in rows))
-    seeds = draw_groups_vs_budget(axes[0], rows, "policy", "ghost_rate_unoverseen", labels, VARIANT_COLORS)
-    draw_groups_vs_budget(axes[1], rows, "policy", "ghost_rate_overseen", labels, VARIANT_COLORS)
+    seeds = draw_groups_vs_budget(axes[0], rows, "policy", "ghost_rate_unoverseen", labels, VARIANT_COLORS.get)
+    draw_groups_vs_budget(axes[1], rows, "policy", "ghost_rate_overseen", labels, VARIANT_COLORS.get)
     for ax, where in zip(axes, ("unwatched", "watched"), strict=True):
         ax.set(ylim=(0, 1), title=f"ghost rate in {where} episodes")
         ax.title.set_fontsize(10)
@@ -115,7 +115,7 @@ def plot_mixture_budget(rows: list[dict], labels: list[str], path: str | Path, *
     return save(fig, Path(path), notes)
 
 
-def draw_groups_vs_budget(ax, rows, key: str, metric: str, labels: list[str], colors: dict) -> list[int]:
+def draw_groups_vs_budget(ax, rows, key: str, metric: str, labels: list[str], color_of) -> list[int]:
     """One line per value of ``rows``' ``key`` (method or policy), side by side on a log-2 budget axis; returns the
     seed count of each budget drawn."""
     x_of = {label: 2.0**j for j, label in enumerate(labels)}
@@ -124,7 +124,7 @@ def draw_groups_vs_budget(ax, rows, key: str, metric: str, labels: list[str], co
     for index, group in enumerate(groups):
         shift = 1.04 ** (index - (len(groups) - 1) / 2)
         mine = [row for row in rows if row[key] == group]
-        seeds += draw_vs_budget(ax, mine, metric, labels, x_of, shift, colors.get(group))
+        seeds += draw_vs_budget(ax, mine, metric, labels, x_of, shift, color_of(group))
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(x_of.values()), labels)
     ax.xaxis.set_minor_locator(NullLocator())

@@ -140,6 +140,27 @@ METHOD_COLORS = {
     "filtering": "tab:green",
     "oracle": "black",
 }
+"""The built-in methods' colours; every other method gets one of :data:`OTHER_COLORS` (:func:`method_color`)."""
+OTHER_COLORS = ("tab:brown", "tab:pink", "tab:olive", "tab:gray", "gold", "navy", "teal", "crimson", "darkkhaki")
+OTHER_MARKERS = ("s", "^", "D", "v", "P", "X", "*", "<", ">")
+_OTHERS: dict[str, int] = {}
+"""The methods other than the built-ins, numbered in the order they are first drawn (a sweep's own order)."""
+
+
+def method_color(method: str) -> str:
+    """The method's colour: a built-in's own; every other method its own of :data:`OTHER_COLORS`."""
+    return METHOD_COLORS.get(method) or OTHER_COLORS[_other_index(method) % len(OTHER_COLORS)]
+
+
+def method_marker(method: str) -> str:
+    """The method's marker: ``o`` for the built-ins; every other method its own of :data:`OTHER_MARKERS`."""
+    return "o" if method in METHOD_COLORS else OTHER_MARKERS[_other_index(method) % len(OTHER_MARKERS)]
+
+
+def _other_index(method: str) -> int:
+    return _OTHERS.setdefault(method, len(_OTHERS))
+
+
 ORACLE_X_NOTE = (
     "x / p: a method that trains on p x the budget with every episode labeled (the oracle) is drawn at "
     "env steps / p, the steps it would need if only a fraction p were labeled (as in the paper)"
@@ -180,7 +201,9 @@ def method_label(method: str) -> str:
 
 
 def method_handles(methods: list[str]) -> list[Line2D]:
-    return [Line2D([], [], color=METHOD_COLORS.get(m), marker="o", ms=4, label=method_label(m)) for m in methods]
+    return [
+        Line2D([], [], color=method_color(m), marker=method_marker(m), ms=4, label=method_label(m)) for m in methods
+    ]
 
 
 def iqm_handle() -> Line2D:
@@ -231,7 +254,7 @@ def draw_learning_panel(ax, results: SweepResults, oversight: float) -> tuple[li
         steps, mean, low, high, count = seed_band(curves)
         if scales_x_by_oversight(method) and oversight > 0:
             steps = steps / oversight
-        color = METHOD_COLORS.get(method)
+        color = method_color(method)
         ax.plot(steps, mean, color=color, label=method_label(method), lw=1.5)
         ax.fill_between(steps, low, high, color=color, alpha=0.2, lw=0)
         seeds += list(count)
@@ -325,7 +348,7 @@ def draw_vs_oversight(ax, results: SweepResults, metric: str, dashed: bool = Fal
 
 
 def draw_method_vs_oversight(ax, results, method, metric, shift, dashed, details, drawn: VsOversight) -> None:
-    color = METHOD_COLORS.get(method)
+    color = method_color(method)
     points = []
     for oversight in results.oversights:
         rows = results.rows_at(method, oversight)
@@ -349,7 +372,8 @@ def draw_method_vs_oversight(ax, results, method, metric, shift, dashed, details
             drawn.missing = True
     x, mean, low, high = np.array(points, dtype=float).reshape(-1, 4).T
     style = dict(ls="--", mfc="white") if dashed else {}
-    ax.errorbar(x, mean, yerr=[mean - low, high - mean], color=color, marker="o", ms=4, capsize=3, **style)
+    marker = method_marker(method)
+    ax.errorbar(x, mean, yerr=[mean - low, high - mean], color=color, marker=marker, ms=4, capsize=3, **style)
 
 
 def mark_missing(ax, x: float, count: int, color) -> None:
