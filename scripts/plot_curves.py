@@ -41,9 +41,10 @@ class CommandLine:
     """Sweep directory (holds sweep.json and one run directory per grid point)."""
     out: Annotated[str | None, tyro.conf.arg(help_behavior_hint="(default: the sweep directory)")] = None
     """Directory for the figures, results.csv, summary.csv and improvement.csv."""
-    reference: str | None = None
-    """Method whose probability of beating each other method of the sweep is tabled (improvement.csv); default:
-    routing, where the sweep has it."""
+    reference: Annotated[str | None, tyro.conf.arg(help_behavior_hint="(default: routing, where the sweep has it)")] = (
+        None
+    )
+    """Method whose probability of beating each other method of the sweep is tabled (improvement.csv)."""
 
 
 def main(argv: list[str]) -> int:

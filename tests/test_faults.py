@@ -864,9 +864,11 @@ def test_load_policy_names_a_checkpoint_that_does_not_fit_the_config(run_copy):
 
 
 def test_load_policy_says_when_a_run_is_unfinished_or_from_another_version(run_copy):
+    config = read_json(run_copy / CONFIG)
+    write_json(run_copy / CONFIG, {**config, "version": "0.0.1"})
+    with pytest.warns(UserWarning, match="was written by oversight_rl 0.0.1"):
+        oversight_rl.load_policy(run_copy)
+    write_json(run_copy / CONFIG, config)
     (run_copy / SUMMARY).unlink()
     with pytest.warns(UserWarning, match="is not finished: loading its checkpoint from update 16"):
-        oversight_rl.load_policy(run_copy)
-    write_json(run_copy / CONFIG, {**read_json(run_copy / CONFIG), "version": "0.0.1"})
-    with pytest.warns(UserWarning, match="was written by oversight_rl 0.0.1"):
         oversight_rl.load_policy(run_copy)
