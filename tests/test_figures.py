@@ -17,6 +17,7 @@ from matplotlib.colors import to_hex
 from matplotlib.text import Text
 
 import envs
+from oversight_rl.analysis.comparison import format_improvement, format_table
 from oversight_rl.analysis.figures import plots
 from oversight_rl.engine import references
 from oversight_rl.rundir.files import CONFIG, EVAL_CSV, SUMMARY, read_csv, write_csv, write_json
@@ -386,3 +387,21 @@ def test_plot_curves_compares_against_the_chosen_reference_method(tmp_path, caps
     assert [row["baseline"] for row in read_csv(out / "improvement.csv")][0] == "filtering"
     assert plot_curves.main([str(out), "--reference", "routing"]) == 2
     assert "--reference must be a method of the sweep (naive, filtering), got 'routing'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_points_from_fewer_than_3_seeds_get_no_interval_and_the_caption_says_so(name):
+    fig, notes = FIGURES[name](sweep_results(seeds=2))
+    assert plots.TOO_FEW_NOTE in notes
+    bands = [c for ax in fig.axes for c in ax.collections if c.get_paths() and len(c.get_paths()[0].vertices)]
+    bars = [seg for ax in fig.axes for c in ax.collections for seg in getattr(c, "get_segments", list)()]
+    assert not any(np.ptp(seg[:, 1]) > 0 for seg in bars)  # error bars of zero length
+    assert name != "learning_curves" or not bands  # no band at any step
+    plt.close(fig)
+    assert plots.TOO_FEW_NOTE not in FIGURES[name](sweep_results(seeds=3))[1]
+
+
+def test_tables_give_no_interval_from_fewer_than_3_seeds():
+    two, three = sweep_results(seeds=2), sweep_results(seeds=3)
+    assert "(n=2 < 3: no CI)" in format_table(two) and "[" not in format_table(two).split("\n", 2)[2]
+    assert "(n=2 < 3: no CI)" in format_improvement(two) and "no CI" not in format_improvement(three)

@@ -171,3 +171,14 @@ def test_light_modules_load_no_torch(module):
     code = f"import sys, {module}; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip() == "False"
+
+
+def test_the_old_module_paths_still_import_the_moved_names():
+    from oversight_rl import config, launch, losses, methods
+    from oversight_rl.core import losses as core_losses
+    from oversight_rl.core import methods as core_methods
+    from oversight_rl.engine import config as engine_config
+    from oversight_rl.engine import launch as engine_launch
+
+    assert config.TrainConfig is engine_config.TrainConfig and launch.train_population is engine_launch.train_population
+    assert methods.get_method is core_methods.get_method and losses.routed_loss is core_losses.routed_loss

@@ -128,6 +128,12 @@ def interval(low, high, digits: int = 3) -> str:
     return "" if low is None or high is None else f"[{number(low, digits)}, {number(high, digits)}]"
 
 
+def checked_interval(low, high, seeds: int, digits: int = 3) -> str:
+    """:func:`interval`, or a note instead where fewer than :data:`~oversight_rl.analysis.stats.MIN_SEEDS` seeds
+    (per level) make it (the claims table refuses such groups the same way)."""
+    return f"(n={seeds} < {stats.MIN_SEEDS}: no CI)" if 0 < seeds < stats.MIN_SEEDS else interval(low, high, digits)
+
+
 def aligned(table: list[list[str]]) -> list[str]:
     widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in table]
@@ -141,7 +147,7 @@ def format_table(results: SweepResults, metric: str = "true_return") -> str:
         cells = [row["method"], f"{row['oversight']:g}", f"{row['finished']}/{row['runs']}", str(row[f"{metric}_n"])]
         for statistic in ("mean", "iqm"):
             value, low, high = (row[f"{metric}_{statistic}{end}"] for end in ("", "_low", "_high"))
-            cells += [number(value), interval(low, high)]
+            cells += [number(value), checked_interval(low, high, row[f"{metric}_n"])]
         table.append(cells)
     title = (
         f"final {metric} of the deployed policy over seeds: mean and IQM (mean of the middle 50%), "
@@ -162,7 +168,9 @@ def format_improvement(results: SweepResults, method: str = REFERENCE_METHOD, me
         cells = dict.fromkeys([*levels, "all levels"], "-")
         for row in (r for r in rows if r["baseline"] == baseline):
             where = "all levels" if row["oversight"] is None else f"p={row['oversight']:g}"
-            cells[where] = f"{number(row['probability'], 2)} {interval(row['low'], row['high'], 2)}".rstrip()
+            seeds = min(row["n_method"], row["n_baseline"]) // (row["levels"] or 1)
+            cells[where] = f"{number(row['probability'], 2)} {checked_interval(row['low'], row['high'], seeds, 2)}"
+            cells[where] = cells[where].rstrip()
         table.append([baseline, *cells.values()])
     title = (
         f"probability that {method} scores a higher final {metric} than each baseline "

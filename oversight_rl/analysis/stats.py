@@ -20,6 +20,8 @@ from typing import NamedTuple
 import numpy as np
 
 DEFAULT_RESAMPLES = 2000
+MIN_SEEDS = 3
+"""Fewest seeds (runs) in a group for its 95% interval to be shown: below it a bootstrap interval is a point or two."""
 CHUNK_ELEMENTS = 4_000_000
 """Most pairwise comparisons held in memory at once by :func:`probability_of_improvement`."""
 

@@ -27,7 +27,7 @@ from oversight_rl.analysis.comparison import final_values, interval, number
 from oversight_rl.analysis.stats import NAN_INTERVAL, Interval
 from oversight_rl.rundir.gather import SweepResults
 
-MIN_RUNS = 3
+MIN_RUNS = stats.MIN_SEEDS
 CLAIM_COLUMNS = ("claim", "test", "claimed", "estimate", "low", "high", "runs", "verdict")
 MARGIN = 0.05
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, TOO_FEW, NO_DATA = (

@@ -19,9 +19,10 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
-from oversight_rl.analysis.stats import (
+from oversight_rl.analysis.stats import (  # noqa: E402
+    MIN_SEEDS,
     bootstrap_ci,
-    iqm,  # noqa: E402
+    iqm,
     seed_band,
 )
 from oversight_rl.core.methods import get_method  # noqa: E402
@@ -168,6 +169,7 @@ ORACLE_X_NOTE = (
 MISSING_NOTE = (
     "x at the bottom: runs missing, failed or unreadable at that point (count beside it); the script lists them"
 )
+TOO_FEW_NOTE = f"no 95% interval (band or bar) where a point has fewer than {MIN_SEEDS} seeds"
 SEED_DOTS_NOTE = "small dots: each seed's value, drawn beside its mean"
 IQM_MARKER = dict(marker="D", ms=4.5, mfc="white", ls="none")
 IQM_NOTE = "open diamonds: the IQM, the mean of the middle 50% of seeds (robust to one outlying seed)"
@@ -236,6 +238,7 @@ def figure_learning_curves(results: SweepResults):
         fontsize=11,
     )
     notes = [ORACLE_X_NOTE] if any(scales_x_by_oversight(m) for m in methods) else []
+    notes += [TOO_FEW_NOTE] if any(0 < n < MIN_SEEDS for n in seeds) else []
     if not_drawn:
         notes.append("no curve (missing, failed or unreadable runs; the script lists them): " + "; ".join(not_drawn))
     return fig, notes
@@ -256,7 +259,7 @@ def draw_learning_panel(ax, results: SweepResults, oversight: float) -> tuple[li
             steps = steps / oversight
         color = method_color(method)
         ax.plot(steps, mean, color=color, label=method_label(method), lw=1.5)
-        ax.fill_between(steps, low, high, color=color, alpha=0.2, lw=0)
+        ax.fill_between(steps, low, high, where=count >= MIN_SEEDS, color=color, alpha=0.2, lw=0)
         seeds += list(count)
     ax.axhline(0, color="black", lw=0.5)
     ax.set_title(f"oversight {oversight:g}")
@@ -321,6 +324,8 @@ class VsOversight:
 
     def notes(self, metric: str) -> list[str]:
         notes = [SEED_DOTS_NOTE, IQM_NOTE] if self.seed_dots else []
+        if any(0 < n < MIN_SEEDS for n in self.seeds):
+            notes.append(TOO_FEW_NOTE)
         if self.missing:
             notes.append(MISSING_NOTE)
         if self.undefined:
@@ -359,6 +364,8 @@ def draw_method_vs_oversight(ax, results, method, metric, shift, dashed, details
         values = values[np.isfinite(values)]
         x = oversight * shift
         mean, low, high = bootstrap_ci(values)  # as in summary.csv (oversight_rl.analysis.comparison)
+        if values.size < MIN_SEEDS:
+            low = high = mean  # no interval from fewer seeds: the caption says so
         points.append((x, mean, low, high))
         drawn.seeds.append(values.size)
         if done and values.size == 0:
