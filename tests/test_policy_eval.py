@@ -3,6 +3,7 @@ seeds, reproducibility, and every kind of policy it takes (a function, a LoadedP
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -185,3 +186,43 @@ def test_stable_baselines3_model():
 def test_bad_input(policy, kwargs, match):
     with pytest.raises(ValueError, match=match):
         oversight_rl.evaluate_policy(policy, ENV_ID, 0.1, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Stable-Baselines3's shape
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_an_env_made_by_gymnasium_gives_its_preset_oversight_and_settings():
+    env = gym.make(ENV_ID, oversight=0.3, max_steps=20)
+    made = oversight_rl.evaluate_policy(uniform, env, n_eval_episodes=2000, seed=1)
+    by_id = oversight_rl.evaluate_policy(uniform, ENV_ID, 0.3, episodes=2000, seed=1, env_kwargs={"max_steps": 20})
+    assert made == by_id
+    assert made != oversight_rl.evaluate_policy(uniform, ENV_ID, 0.3, episodes=2000, seed=1)  # max_steps counted
+
+
+def test_deterministic_takes_each_states_most_probable_action():
+    def mostly_diamond(obs):  # the scripted Diamond move with probability 0.7, any move otherwise
+        return 0.7 * scripted("diamond")(obs) + 0.075
+
+    sampled = oversight_rl.evaluate_policy(mostly_diamond, ENV_ID, 0.1, episodes=2000)
+    greedy = oversight_rl.evaluate_policy(mostly_diamond, ENV_ID, 0.1, n_eval_episodes=2000, deterministic=True)
+    assert greedy["diamond_rate"] == (1.0, 0.0) and sampled["diamond_rate"].mean < 0.99
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((ENV_ID,), {}, "oversight is needed with an env id"),
+        ((ENV_ID, 0.1), {"episodes": 10, "n_eval_episodes": 10}, "not both"),
+        (("not-an-env",), {"oversight": 0.1}, None),
+    ],
+)
+def test_sb3_shaped_arguments_are_checked(args, kwargs, message):
+    with pytest.raises((ValueError, gym.error.Error), match=message):
+        oversight_rl.evaluate_policy(uniform, *args, **kwargs)
+
+
+def test_an_env_at_another_oversight_than_the_one_given_is_refused():
+    with pytest.raises(ValueError, match="differs from the environment's own"):
+        oversight_rl.evaluate_policy(uniform, gym.make(ENV_ID, oversight=0.3), 0.1)

@@ -14,9 +14,11 @@ oversight group; ``hacking_gap`` combines the two groups' SEs).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -48,16 +50,18 @@ Probs = Callable[[np.ndarray], np.ndarray]
 
 def evaluate_policy(
     policy: Any,
-    env_id: str,
-    oversight: float,
+    env: str | gym.Env,
+    oversight: float | None = None,
     *,
-    episodes: int = DEFAULT_EPISODES,
+    episodes: int | None = None,
+    n_eval_episodes: int | None = None,
+    deterministic: bool = False,
     seed: int = 0,
     gamma: float = 0.97,
     env_kwargs: dict[str, Any] | None = None,
     num_envs: int = 512,
 ) -> dict[str, Estimate]:
-    """Every metric of ``policy`` on ``env_id`` at ``oversight``, as ``{name: Estimate(mean, se)}``.
+    """Every metric of ``policy`` on ``env``, as ``{name: Estimate(mean, se)}``.
 
     ``policy`` is one of:
 
@@ -66,28 +70,61 @@ def evaluate_policy(
     - a Stable-Baselines3 model or policy: its action distribution's probabilities where it has them, else actions
       sampled by its ``predict`` (with torch's generator seeded by ``seed``).
 
-    Windows of ``num_envs`` fresh environments (``envs.make_batched(env_id, num_envs, oversight=oversight,
-    **env_kwargs)``) are played until at least ``episodes`` episodes have finished, as training evaluates
-    (:func:`oversight_rl.engine.evaluate.play_window`). Every window's environments and action streams come from seeds
-    derived from ``seed``, so the same call gives the same numbers. Raises ``ValueError`` naming a bad argument.
+    ``env`` is a preset's id, with ``oversight`` and ``env_kwargs`` given, or an environment made by
+    ``gymnasium.make`` (as Stable-Baselines3's ``evaluate_policy`` takes), whose preset, oversight level and
+    settings are used. ``n_eval_episodes`` is Stable-Baselines3's name for ``episodes`` (default 20,000);
+    ``deterministic`` takes each state's most probable action instead of sampling.
+
+    The protocol is training's (:func:`oversight_rl.engine.evaluate.play_window`): windows of ``num_envs`` fresh
+    environments (``envs.make_batched(env_id, num_envs, oversight=oversight, **env_kwargs)``) are played until at
+    least that many episodes have finished. Every window's environments and action streams come from seeds derived
+    from ``seed``, so the same call gives the same numbers. Raises ``ValueError`` naming a bad argument.
     """
-    env_kwargs = dict(env_kwargs or {})
+    env_id, oversight, env_kwargs = resolve_env(env, oversight, dict(env_kwargs or {}))
+    episodes = resolve_episodes(episodes, n_eval_episodes)
     _check_arguments(episodes, num_envs, gamma, env_kwargs)
-    env = envs.make_batched(env_id, num_envs, oversight=oversight, **env_kwargs)
+    batched = envs.make_batched(env_id, num_envs, oversight=oversight, **env_kwargs)
     windows = []
     try:
         with torch.random.fork_rng(devices=[]):  # a model sampling with torch is seeded too, global state untouched
             torch.manual_seed(seed)
-            probs = probability_function(policy)
+            probs = probability_function(policy, deterministic)
             finished = 0
             while finished < episodes:
                 window_seed = int(np.random.SeedSequence([seed, 1, len(windows)]).generate_state(1)[0])
-                windows.append(play_window(probs, env, window_seed))
+                windows.append(play_window(probs, batched, window_seed))
                 finished += int(windows[-1]["dones"].sum())
     finally:
-        env.close()
+        batched.close()
     records = {key: np.concatenate([w[key] for w in windows], axis=1) for key in windows[0]}
     return estimates(records, gamma)
+
+
+def resolve_env(env: Any, oversight: Any, env_kwargs: dict[str, Any]) -> tuple[str, float, dict[str, Any]]:
+    """The preset id, oversight level and settings to evaluate on, from an id or a ``gymnasium.make`` env."""
+    if isinstance(env, str):
+        if oversight is None:
+            raise ValueError(
+                "oversight is needed with an env id (an environment made by gymnasium.make carries its own)"
+            )
+        return env, oversight, env_kwargs
+    spec = getattr(env, "spec", None)
+    if spec is None or spec.id not in envs.PRESETS:
+        raise ValueError(f"env must be a preset id or an environment made from one by gymnasium.make, got {env!r}")
+    made = {k: v for k, v in spec.kwargs.items() if k not in ("oversight", "render_mode")}
+    settings = {k: v for k, v in made.items() if envs.PRESETS[spec.id].get(k, object()) != v}
+    env_class = envs.DiamondGhostMiniGridEnv if spec.id in envs.MINIGRID_PRESETS else envs.DiamondGhostEnv
+    mine = spec.kwargs.get("oversight", inspect.signature(env_class).parameters["oversight"].default)
+    if oversight is not None and oversight != mine:
+        raise ValueError(f"oversight {oversight!r} differs from the environment's own ({mine!r}); give one of them")
+    return spec.id, mine if oversight is None else oversight, {**settings, **env_kwargs}
+
+
+def resolve_episodes(episodes: Any, n_eval_episodes: Any) -> Any:
+    """``episodes`` or its Stable-Baselines3 name ``n_eval_episodes`` (not both), by default 20,000."""
+    if episodes is not None and n_eval_episodes is not None:
+        raise ValueError("give episodes or n_eval_episodes (its Stable-Baselines3 name), not both")
+    return next((n for n in (episodes, n_eval_episodes) if n is not None), DEFAULT_EPISODES)
 
 
 def _check_arguments(episodes: Any, num_envs: Any, gamma: Any, env_kwargs: dict[str, Any]) -> None:
@@ -103,12 +140,20 @@ def _check_arguments(episodes: Any, num_envs: Any, gamma: Any, env_kwargs: dict[
 # ----- policies ---------------------------------------------------------------------------------------------------
 
 
-def probability_function(policy: Any) -> Probs:
-    """A function from an observation batch to action probabilities ``(B, 4)``, for whatever ``policy`` is."""
+def probability_function(policy: Any, deterministic: bool = False) -> Probs:
+    """A function from an observation batch to action probabilities ``(B, 4)``, for whatever ``policy`` is; with
+    ``deterministic``, all of each row's probability on its most probable action."""
+    probs = _probability_function(policy, deterministic)
+    if not deterministic:
+        return probs
+    return lambda obs: np.eye(4)[probs(obs).argmax(axis=1)]
+
+
+def _probability_function(policy: Any, deterministic: bool) -> Probs:
     if isinstance(policy, LoadedPolicy):
         return policy.action_probs
     if hasattr(policy, "predict"):
-        return _sb3_probability_function(policy)
+        return _sb3_probability_function(policy, deterministic)
     if callable(policy):
         return lambda obs: checked_probs(policy(obs), len(obs))
     raise ValueError(
@@ -117,7 +162,7 @@ def probability_function(policy: Any) -> Probs:
     )
 
 
-def _sb3_probability_function(model: Any) -> Probs:
+def _sb3_probability_function(model: Any, deterministic: bool = False) -> Probs:
     """An SB3 model's (or policy's) action probabilities; where it has none, its ``predict``'s sampled action as a
     certain one."""
     sb3_policy = getattr(model, "policy", model)
@@ -132,7 +177,7 @@ def _sb3_probability_function(model: Any) -> Probs:
         return probs
 
     def predicted(obs: np.ndarray) -> np.ndarray:
-        actions = np.asarray(model.predict(obs, deterministic=False)[0]).reshape(len(obs))
+        actions = np.asarray(model.predict(obs, deterministic=deterministic)[0]).reshape(len(obs))
         return np.eye(4)[actions]
 
     return predicted
