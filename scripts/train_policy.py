@@ -102,12 +102,6 @@ def interrupted_line(run_dir: Path | None) -> str:
     return f"interrupted: resume with python scripts/train_policy.py --resume {shlex.quote(str(run_dir))}"
 
 
-def check_exp_name(exp_name: str) -> None:
-    """``--exp-name`` prefixes the run directory's name, so it must not lead out of ``--out``."""
-    if "/" in exp_name or "\\" in exp_name:
-        raise ValueError(f"--exp-name must be a plain name (no / or \\), got {exp_name!r}")
-
-
 def main(argv: list[str]) -> int:
     run_dir = None
     try:
@@ -121,7 +115,6 @@ def main(argv: list[str]) -> int:
                 config.validate()
                 name = f"{run_name(config.method, config.oversight, config.seed)}-{time.strftime('%Y%m%d-%H%M%S')}"
                 if args.exp_name:
-                    check_exp_name(args.exp_name)
                     name = f"{args.exp_name}-{name}"
                 run_dir = create_run_dir(Path(args.out), name)
                 print(f"run directory: {run_dir}")

@@ -96,7 +96,10 @@ def create_run_dir(parent: Path, name: str, flag: str = "--out") -> Path:
     """A new, empty run directory ``parent/name``, or ``name-2``, ``name-3``, ... if that exists: each is created
     atomically (``mkdir`` fails if it exists), so no two runs ever share a directory."""
     if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
-        raise ValueError(f"run directory name {name!r} must be a plain file name (no / or \\, not . or ..)")
+        raise ValueError(
+            f"the run directory name {name!r} (from --exp-name and the run) must be a plain file name: no / or \\,"
+            " not . or .."
+        )
     parent = Path(parent)
     check_directory(parent, flag)
     parent.mkdir(parents=True, exist_ok=True)
