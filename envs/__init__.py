@@ -61,6 +61,7 @@ __all__ = [
     "make_batched",
     "make_torch",
     "restore_vector_state",
+    "setting_defaults",
     "setting_names",
     "vector_state",
     "vectorization_of",
@@ -103,7 +104,13 @@ for _env_id, _kwargs in MINIGRID_PRESETS.items():
         register(id=_env_id, entry_point=MINIGRID_ENTRY_POINT, kwargs=_kwargs)
 
 
-def setting_names(env_id: str) -> frozenset[str]:
-    """The keyword settings a preset's environment takes (its size, oversight, episode length, ...)."""
+def setting_defaults(env_id: str) -> dict[str, object]:
+    """The keyword settings a preset's environment takes (its size, oversight, episode length, ...), each with the
+    environment's default (before the preset's own settings)."""
     env_class = DiamondGhostMiniGridEnv if env_id in MINIGRID_PRESETS else DiamondGhostEnv
-    return frozenset(inspect.signature(env_class).parameters)
+    return {name: param.default for name, param in inspect.signature(env_class).parameters.items()}
+
+
+def setting_names(env_id: str) -> frozenset[str]:
+    """The keyword settings a preset's environment takes."""
+    return frozenset(setting_defaults(env_id))

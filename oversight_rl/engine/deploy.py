@@ -12,6 +12,7 @@ import torch
 from oversight_rl._version import __version__
 from oversight_rl.engine.plugins import plugin
 from oversight_rl.rundir.files import CHECKPOINT, CONFIG, SUMMARY, read_json
+from oversight_rl.rundir.readers import describe
 from oversight_rl.rundir.status import DONE, run_status
 
 VARIANTS = ("deployed", "trained", "diamond", "ghost", "best")
@@ -141,7 +142,7 @@ def read_checkpoint(run_dir: Path, saved: dict) -> dict:
             return plugin("checkpoint", "sb3")(run_dir)  # only SB3 runs import Stable-Baselines3
         return torch.load(run_dir / CHECKPOINT, weights_only=False, map_location="cpu")
     except (OSError, RuntimeError, EOFError, ValueError, KeyError) as error:
-        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        reason = describe(error)
         raise ValueError(f"{run_dir}: its checkpoint cannot be read ({reason}); it is damaged") from None
 
 

@@ -10,6 +10,7 @@ from oversight_rl.engine.config import RUNTIME_SETTINGS, TrainConfig, flag_name
 from oversight_rl.engine.plugins import plugin
 from oversight_rl.engine.trainer import Trainer
 from oversight_rl.rundir.files import CHECKPOINT, CONFIG, read_json, remove_temporaries
+from oversight_rl.rundir.readers import describe
 
 
 def train(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> dict:
@@ -57,7 +58,7 @@ def load_checkpoint(trainer: Trainer, k: int) -> None:
     try:
         trainer.load(k)
     except Exception as error:
-        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        reason = describe(error)
         raise ValueError(f"{path} cannot be resumed ({reason}); it is damaged or belongs to another run") from error
 
 

@@ -14,7 +14,6 @@ oversight group; ``hacking_gap`` combines the two groups' SEs).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -113,8 +112,7 @@ def resolve_env(env: Any, oversight: Any, env_kwargs: dict[str, Any]) -> tuple[s
         raise ValueError(f"env must be a preset id or an environment made from one by gymnasium.make, got {env!r}")
     made = {k: v for k, v in spec.kwargs.items() if k not in ("oversight", "render_mode")}
     settings = {k: v for k, v in made.items() if envs.PRESETS[spec.id].get(k, object()) != v}
-    env_class = envs.DiamondGhostMiniGridEnv if spec.id in envs.MINIGRID_PRESETS else envs.DiamondGhostEnv
-    mine = spec.kwargs.get("oversight", inspect.signature(env_class).parameters["oversight"].default)
+    mine = spec.kwargs.get("oversight", envs.setting_defaults(spec.id)["oversight"])
     if oversight is not None and oversight != mine:
         raise ValueError(f"oversight {oversight!r} differs from the environment's own ({mine!r}); give one of them")
     return spec.id, mine if oversight is None else oversight, {**settings, **env_kwargs}
