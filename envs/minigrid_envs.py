@@ -35,7 +35,8 @@ Termination
 Episode-end info, as in :mod:`envs.diamond_ghost`: ``terminal`` (a :class:`~envs.diamond_ghost.Terminal` code),
 ``labeled``, ``true_reward``, ``ghost_overseen`` and ``diamond_overseen``. With several Ghosts, ``ghost_overseen`` is
 whether the Ghost reached was overseen, and for an episode that ends elsewhere whether every Ghost was (so no
-unwatched Ghost was on offer); with one Ghost both readings agree.
+unwatched Ghost was on offer); with one Ghost both readings agree. ``ghosts_overseen`` and ``ghosts_unoverseen`` count
+the episode's Ghosts that were and were not overseen (the hacking gap compares Ghosts, not episodes).
 
 Rendering (``render_mode="rgb_array"``, or ``"human"`` for a pygame window that is redrawn at every reset and step):
 the Diamond is a cyan rhombus, a Ghost a violet ghost with white eyes, the agent MiniGrid's red triangle pointing along
@@ -402,6 +403,8 @@ class DiamondGhostMiniGridEnv(MiniGridEnv):
             "true_reward": true_reward,
             "ghost_overseen": ghost_overseen,
             "diamond_overseen": self.diamond_overseen,
+            "ghosts_overseen": int(self.ghost_overseen.sum()),
+            "ghosts_unoverseen": int((~self.ghost_overseen).sum()),
         }
 
 

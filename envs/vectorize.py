@@ -131,6 +131,16 @@ def episode_watched(env: gym.Env) -> bool:
     raise TypeError(f"cannot read the oversight of {type(game).__name__}; expected a DiamondGhost environment")
 
 
+def ghost_counts(ends: Any) -> tuple[Any, Any]:
+    """How many of each ended episode's Ghosts were overseen, and how many not, from its episode-end fields (numpy
+    arrays or tensors): the MiniGrid environments count them (``ghosts_overseen``, ``ghosts_unoverseen``); the
+    native ones have one Ghost, whose ``ghost_overseen`` says it."""
+    if "ghosts_overseen" in ends:
+        return ends["ghosts_overseen"], ends["ghosts_unoverseen"]
+    watched = ends["ghost_overseen"] * 1
+    return watched, 1 - watched
+
+
 def vector_state(env: VectorEnv) -> tuple[str, Any]:
     """Everything needed to continue ``env`` exactly where it is (picklable; for checkpoints)."""
     if isinstance(env.unwrapped, DiamondGhostVecEnv):

@@ -9,7 +9,8 @@ oversight: seeds, mean, IQM and their 95% bootstrap CIs of the final true_return
 improvement.csv (the probability that routing, or --reference METHOD, scores a higher final true_return than each
 other method, per oversight level and over all levels, with its 95% stratified bootstrap CI), and prints those
 tables. Runs that are missing, failed or unreadable (a damaged config.json, summary.json or eval.csv) are drawn as
-missing and listed with the reason, never dropped; a damaged sweep.json falls back to the runs found on disk.
+missing and listed with the reason, never dropped; a damaged sweep.json falls back to the runs found on disk. Exit
+status 2, with one error: line, for bad arguments or a file that cannot be written (a full or read-only disk).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from oversight_rl.analysis.comparison import (
     write_summary,
 )
 from oversight_rl.analysis.figures.plots import plot_sweep
-from oversight_rl.rundir.files import RESULTS_CSV
-from oversight_rl.rundir.gather import format_problems, gather, write_results
+from oversight_rl.engine.command_line import cli
+from oversight_rl.rundir.files import RESULTS_CSV, error_message
+from oversight_rl.rundir.gather import SweepResults, format_problems, gather, write_results
 
 
 @dataclass
@@ -48,7 +50,7 @@ class CommandLine:
 
 
 def main(argv: list[str]) -> int:
-    args = tyro.cli(CommandLine, args=argv, description=__doc__)
+    args = cli(CommandLine, argv, description=__doc__)
     try:
         results = gather(args.sweep_dir)
     except FileNotFoundError as error:
@@ -79,12 +81,21 @@ def main(argv: list[str]) -> int:
     problems = format_problems(results)
     if problems:
         print(problems)
+    try:
+        write_outputs(results, out, reference)
+    except OSError as error:  # a full or read-only disk: each file is written whole or not at all
+        print(f"error: {error_message(error)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def write_outputs(results: SweepResults, out: Path, reference: str) -> None:
+    """The CSVs and figures, each named as it is written."""
     print(f"results: {write_results(results, out / RESULTS_CSV)}")
     print(f"summary: {write_summary(results, out / SUMMARY_CSV)}")
     print(f"improvement: {write_improvement(results, out / IMPROVEMENT_CSV, reference)}")
     for path in plot_sweep(results, out):
         print(f"figure: {path}")
-    return 0
 
 
 if __name__ == "__main__":

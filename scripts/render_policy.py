@@ -21,6 +21,7 @@ from typing import Annotated
 import tyro
 
 from oversight_rl.analysis.figures.pictures import LayoutChoice, behaviour_gif, check_gif_settings, move_map
+from oversight_rl.engine.command_line import cli
 
 
 def default_is(text: str, metavar: str | None = None):
@@ -62,7 +63,7 @@ class CommandLine:
 
 
 def parse(argv: list[str]) -> CommandLine:
-    return tyro.cli(CommandLine, args=argv, description=__doc__, config=(tyro.conf.FlagCreatePairsOff,))
+    return cli(CommandLine, argv, description=__doc__, config=(tyro.conf.FlagCreatePairsOff,))
 
 
 def main(argv: list[str]) -> int:

@@ -26,26 +26,30 @@ every run on --env-backend torch with --eval-envs 2048):
 
 Then, whatever finished: docs/results_<part>.csv, docs/results_claims.csv, docs/img/<part>/*.png
 and the generated sections of docs/results.md (between <!-- generated: NAME --> and <!-- end generated -->; the text
-around them is kept). Missing runs are counted, never a failure. A part whose committed CSV holds more finished runs
-than its sweep directory has here (a fresh clone has no sweeps) is kept as committed, with one line saying so, and so
-are the ablations with main-default; the claims are computed from the rows the CSVs then hold. --force rewrites every
-part from the runs that exist. Exit status: 0 when every part trained finished (or was skipped), 1 when a run failed
-or a part could not start, 2 for bad flags, 130 on Ctrl-C, 143 on SIGTERM.
+around them is kept), the summary at its top among them. Missing runs are counted, never a failure. A part whose
+committed CSV holds more finished runs than its sweep directory has here (a fresh clone has no sweeps) is kept as
+committed, with one line saying so, and so are the ablations with main-default (a kept section's printed command is
+restated, nothing else); the claims and the summary are computed from the rows the CSVs then hold. Each part's
+printed command states the device its runs were trained on, as they record it (a kept part's: as
+oversight_rl/study/reproduce.py records it), not this invocation's --device. --force rewrites every part from the
+runs that exist. Exit status: 0 when every part trained finished (or was skipped), 1 when a run failed or a part
+could not start, 2 for bad flags (before anything is trained or written) or a file of the docs that cannot be
+written (a full or read-only disk), 130 on Ctrl-C, 143 on SIGTERM.
 """
 
 from __future__ import annotations
 
 import sys
 
-import tyro
-
+from oversight_rl.engine.command_line import cli
 from oversight_rl.experiments.processes import Terminated, sigterm_as_interrupt
+from oversight_rl.rundir.files import error_message
 from oversight_rl.study.regenerate import regenerate
 from oversight_rl.study.reproduce import ReproduceConfig, default_parts, dry_run, train_parts
 
 
 def main(argv: list[str]) -> int:
-    config = tyro.cli(ReproduceConfig, args=argv, description=__doc__)
+    config = cli(ReproduceConfig, argv, description=__doc__)
     try:
         config.validate()
         parts = default_parts(config)
@@ -63,7 +67,11 @@ def main(argv: list[str]) -> int:
         except KeyboardInterrupt as interruption:
             print("\ninterrupted: run the same command again to resume every part", file=sys.stderr)
             return 143 if isinstance(interruption, Terminated) else 130
-    regenerate(parts, config)
+    try:
+        regenerate(parts, config)
+    except OSError as error:  # a full or read-only --docs
+        print(f"error: {error_message(error)}", file=sys.stderr)
+        return 2
     return 0 if ok else 1
 
 

@@ -7,10 +7,12 @@
     python scripts/plot_curves.py sweeps/oversight    # figures and results.csv
 
 Every training flag of train_policy.py is accepted and shared by all runs. Exit status: 0 when every run finished,
-1 when some failed (each records error.json in its run directory) or lost their worker process, 2 for bad flags,
-a --out where another sweep is running or a --ray-address where no Ray cluster answers (before any work), 130 on
-Ctrl-C and 143 on SIGTERM (the workers stop first; they also die with this process when it is killed). Running the
-same command again skips finished runs and resumes the others.
+1 when some failed (each records error.json in its run directory, but one stopped by a full or read-only disk, which
+resumes from its last checkpoint) or lost their worker process, 2 for bad flags, a --out where another sweep is
+running or a --ray-address where no Ray cluster answers (before any work), or a sweep.json or results.csv that cannot
+be written (one error: line naming the file and the cause), 130 on Ctrl-C and 143 on SIGTERM (the workers stop
+first; they also die with this process when it is killed). Running the same command again skips finished runs and
+resumes the others.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from typing import Annotated
 import tyro
 
 from oversight_rl.analysis.comparison import format_table
+from oversight_rl.engine.command_line import cli
 from oversight_rl.engine.config import PRESET_NAMES, TrainConfig, preset_config
 from oversight_rl.experiments.processes import Terminated, sigterm_as_interrupt
 from oversight_rl.experiments.sweep import SweepConfig, run_sweep
+from oversight_rl.rundir.files import error_message
 from oversight_rl.rundir.gather import format_problems, gather
 
 
@@ -49,7 +53,7 @@ class CommandLine(SweepConfig):
 def parse_with(argv: list[str], preset: TrainConfig) -> CommandLine:
     """The command line over the settings of ``preset``."""
     default = CommandLine(train=SharedTrainFlags(**dataclasses.asdict(preset)))
-    return tyro.cli(CommandLine, default=default, args=argv, description=__doc__)
+    return cli(CommandLine, argv, default=default, description=__doc__)
 
 
 def parse(argv: list[str]) -> SweepConfig:
@@ -78,8 +82,8 @@ def main(argv: list[str]) -> int:
     try:
         with sigterm_as_interrupt():
             report = run_sweep(sweep)
-    except ValueError as error:
-        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+    except (ValueError, OSError) as error:  # OSError: sweep.json or results.csv on a full or read-only disk
+        print(f"error: {error_message(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interruption:
         print(f"\ninterrupted: run the same command again to resume the sweep in {sweep.out}", file=sys.stderr)
@@ -90,6 +94,8 @@ def main(argv: list[str]) -> int:
     if problems:
         print(problems)
     print(report.summary_line())
+    for note in report.notes:
+        print(f"note: {note}")
     return 0 if report.ok else 1
 
 

@@ -5,13 +5,16 @@ python scripts/train_policy.py --method naive --oversight 0.3
 python scripts/train_policy.py --preset paper           # the paper's exact settings (slow on a CPU)
 python scripts/train_policy.py --method naive --preset tuned   # naive's best setting found by tune_methods.py
 python scripts/train_policy.py --trainer sb3            # the same run through Stable-Baselines3's RoutedPPO
-python scripts/train_policy.py --resume runs/routing-p0.1-s0-20260101-120000 --threads 2
+python scripts/train_policy.py --resume runs/routing-p0.1-s0-DiamondGhost-5x5-v0-20260101-120000
+python scripts/train_policy.py --total-timesteps 500000 --learning-rate 3e-4 --capture-video   # CleanRL's names
 
-Each run gets a directory of its own under --out, named after its method, oversight, seed and start time (with -2,
--3, ... if two runs start in the same second). --resume continues a run with its saved settings; only the runtime
-flags (--device, --threads, --tensorboard, --track, --wandb-project-name, --wandb-entity) may change. Exit status 2,
-with a one-line error and nothing written, for bad flags. Ctrl-C (exit status 130) or SIGTERM (143) stops the run
-with its last checkpoint kept and prints one line: the --resume command that continues it.
+Each run gets a directory of its own under --out, named after its method, oversight, seed, environment and start
+time (with -2, -3, ... if two runs start in the same second). --resume continues a run with its saved settings; only
+the runtime flags (--device, --checkpoint-every-s, --capture-video, --tensorboard, --track, --wandb-project-name,
+--wandb-entity) may change. Exit status 2, with a one-line error and nothing written, for bad flags; also 2, with
+one line naming the file and the cause, for a file that cannot be written (a full or read-only disk; the run keeps
+its last checkpoint to --resume from). Ctrl-C (exit status 130) or SIGTERM (143) stops the run with its last
+checkpoint kept and prints one line: the --resume command that continues it.
 """
 
 from __future__ import annotations
@@ -25,14 +28,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import tyro
-
 from oversight_rl.analysis.figures.plots import plot_run
+from oversight_rl.engine.command_line import canonical_args, cli
 from oversight_rl.engine.config import PRESET_NAMES, TrainConfig, preset_config
 from oversight_rl.engine.launch import resume, saved_config, train
 from oversight_rl.engine.references import reference_returns
 from oversight_rl.experiments.processes import exit_status, sigterm_as_interrupt
-from oversight_rl.rundir.files import CHECKPOINT, create_run_dir, run_name
+from oversight_rl.rundir.files import CHECKPOINT, create_run_dir, error_message, single_run_name
 
 TABLE_METRICS = ("true_return", "diamond_rate", "ghost_rate", "hacking_gap", "gate_auroc")
 
@@ -42,10 +44,11 @@ class CommandLine(TrainConfig):
     out: str = "runs"
     """Directory under which the run directory is created."""
     exp_name: str = ""
-    """Name of the experiment, put in front of the run directory's name (EXP-routing-p0.1-s0-<start time>)."""
+    """Name of the experiment, put in front of the run directory's name (EXP-routing-p0.1-s0-<env>-<start time>)."""
     resume: str | None = None
     """Continue the interrupted run in this run directory with its saved settings; of the other flags, only the
-    runtime ones (--device, --threads, --tensorboard, --track, --wandb-project-name, --wandb-entity) may change."""
+    runtime ones (--device, --checkpoint-every-s, --capture-video, --tensorboard, --track, --wandb-project-name,
+    --wandb-entity) may change."""
 
 
 def given_settings(argv: list[str]) -> set[str]:
@@ -66,7 +69,7 @@ def parse(argv: list[str]) -> CommandLine:
     preset.add_argument("--method", default=TrainConfig.method)
     known = preset.parse_known_args(argv)[0]
     default = CommandLine(**dataclasses.asdict(preset_config(known.preset, known.method)))
-    return tyro.cli(CommandLine, default=default, args=argv, description=__doc__.splitlines()[0])
+    return cli(CommandLine, argv, default=default, description=__doc__.splitlines()[0])
 
 
 def table_cell(value) -> str:
@@ -103,7 +106,7 @@ def interrupted_line(run_dir: Path | None) -> str:
 
 
 def main(argv: list[str]) -> int:
-    run_dir = None
+    run_dir, argv = None, canonical_args(argv)
     try:
         args = parse(argv)
         with sigterm_as_interrupt():
@@ -113,23 +116,23 @@ def main(argv: list[str]) -> int:
             else:
                 config = TrainConfig.from_saved(dataclasses.asdict(args))
                 config.validate()
-                name = f"{run_name(config.method, config.oversight, config.seed)}-{time.strftime('%Y%m%d-%H%M%S')}"
+                name = f"{single_run_name(config)}-{time.strftime('%Y%m%d-%H%M%S')}"
                 if args.exp_name:
                     name = f"{args.exp_name}-{name}"
                 run_dir = create_run_dir(Path(args.out), name)
                 print(f"run directory: {run_dir}")
                 summary = train(config, run_dir)
-    except (ValueError, FileNotFoundError) as error:
+        print_table(summary)
+        saved = saved_config(run_dir)
+        print(f"\nlearning curve: {plot_run(run_dir, reference_returns(saved.env, saved.gamma))}")
+    except (ValueError, OSError) as error:  # OSError: also a full or read-only disk; the run keeps its checkpoint
         if run_dir is not None and not args.resume and not any(run_dir.iterdir()):
             run_dir.rmdir()  # the run failed to start: leave no empty run directory behind
-        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"error: {error_message(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interruption:
         print(f"\n{interrupted_line(run_dir)}", file=sys.stderr)
         return exit_status(interruption)
-    print_table(summary)
-    saved = saved_config(run_dir)
-    print(f"\nlearning curve: {plot_run(run_dir, reference_returns(saved.env, saved.gamma))}")
     return 0
 
 

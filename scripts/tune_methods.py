@@ -27,7 +27,8 @@ seeds, oversight, budget, best) and each method's best setting to OUT/tuned_pres
 explicit step: --publish (at least 16 trials per method) also writes them to docs/tuning.csv and to
 oversight_rl/engine/tuned_presets.json, which --preset tuned reads. Every other training flag (budget, --algo, --preset
 paper as the starting point, ...) is shared by all trials. Exit status: 0 when done, 1 when a trial failed (it is tried
-again next time), 2 for bad flags or without Optuna (pip install 'oversight-rl[tune]'), 130 on Ctrl-C.
+again next time), 2 for bad flags, without Optuna (pip install -e '.[tune]') or while another tuning runs in
+OUT (it holds OUT/tuning.lock), 130 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import Annotated, Literal
 
 import tyro
 
+from oversight_rl.engine.command_line import cli
 from oversight_rl.engine.config import PRESETS, TUNED_PRESETS, TrainConfig
 from oversight_rl.experiments.tuning import PUBLISHED_CSV, TuneConfig, completed, run_tuning, storage_of, studies
 
@@ -77,7 +79,7 @@ def parse(argv: list[str]) -> TuneConfig:
     preset.add_argument("--preset", choices=sorted(PRESETS), default="default")
     name = preset.parse_known_args(argv)[0].preset
     default = CommandLine(train=SharedTrainFlags(**{**dataclasses.asdict(PRESETS[name]), **TUNING_DEFAULTS}))
-    args = tyro.cli(CommandLine, default=default, args=argv, description=__doc__.splitlines()[0])
+    args = cli(CommandLine, argv, default=default, description=__doc__.splitlines()[0])
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TuneConfig) if f.name != "train"}
     return TuneConfig(**flags, train=TrainConfig(**dataclasses.asdict(args.train)))
 

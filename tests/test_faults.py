@@ -157,8 +157,10 @@ def untimed(rows: list[dict]) -> list[dict]:
 
 
 def snapshot(path: Path) -> dict[str, tuple[int, int]]:
-    """Every file under ``path`` with its size and modification time: equal snapshots mean nothing was written."""
-    return {str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(path.rglob("*"))}
+    """Every file under ``path`` with its size and modification time: equal snapshots mean nothing was written. Lock
+    files aside: a process that takes one (sweep.lock, run.lock) writes its pid into it, and that is all."""
+    files = (p for p in sorted(path.rglob("*")) if p.suffix != ".lock")
+    return {str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
 
 
 def temporaries(path: Path) -> list[Path]:
@@ -178,6 +180,15 @@ def same_run(a: Path, b: Path) -> None:
     for name in (TRAIN_CSV, EVAL_CSV):
         assert untimed(read_csv(a / name)) == untimed(read_csv(b / name)), (a, name)
     assert read_json(a / SUMMARY)["updates"] == read_json(b / SUMMARY)["updates"]
+
+
+@pytest.fixture(scope="module")
+def finished_sweep_run(tmp_path_factory) -> Path:
+    """The one run of a finished tiny sweep: a sweep trains a lone run beside a twin, so it rounds as in a
+    population, not as a run trained alone."""
+    out = tmp_path_factory.mktemp("finished-sweep") / "sweep"
+    assert sweep(out, *TINY, *ONE_RUN, "--workers", "1") == 0
+    return out / "routing-p0.5-s0"
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +225,7 @@ def test_two_runs_started_in_the_same_second_get_a_directory_each(tmp_path):
     results = [p.communicate(timeout=180) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], [err for _, err in results]
 
-    base = f"routing-p0.5-s0-{clock}"
+    base = f"routing-p0.5-s0-DiamondGhost-5x5-v0-{clock}"
     assert sorted(d.name for d in tmp_path.iterdir()) == [base, f"{base}-2"]
     printed = {line.split(": ", 1)[1] for out, _ in results for line in out.splitlines() if "run directory:" in line}
     assert printed == {str(d) for d in tmp_path.iterdir()}
@@ -553,7 +564,7 @@ def interrupt_first_save(monkeypatch) -> None:
     monkeypatch.setattr(Trainer, "save", save_then_interrupt)
 
 
-def test_a_sweep_resumes_runs_on_the_environment_they_were_trained_on(finished_run, tmp_path, monkeypatch):
+def test_a_sweep_resumes_runs_on_the_environment_they_were_trained_on(finished_sweep_run, tmp_path, monkeypatch):
     """A sweep resumed with another --device: there ``auto`` means the torch environment, but a run checkpointed
     on the numpy one must continue on it (the device is a runtime flag; the environment's state is not)."""
     out = tmp_path / "sweep"
@@ -566,7 +577,7 @@ def test_a_sweep_resumes_runs_on_the_environment_they_were_trained_on(finished_r
     assert sweep(out, *TINY, *ONE_RUN, "--workers", "1", "--wandb-project-name", "other") == 0
     run_dir = out / "routing-p0.5-s0"
     assert read_json(run_dir / CONFIG)["env_backend"] == "numpy"
-    same_run(run_dir, finished_run)  # the same settings, uninterrupted
+    same_run(run_dir, finished_sweep_run)  # the same settings, uninterrupted
 
 
 # ----- 6. checkpoints and devices ---------------------------------------------------------------------------------

@@ -170,6 +170,7 @@ def test_scenario(name):
     for action in actions[:-1]:
         assert env.step(action)[1:] == (0.0, False, False, {"true_reward": 0.0})
     final, reward, terminated, truncated, info = env.step(actions[-1])
+    watched = np.broadcast_to(layout.get("ghost_overseen", False), len(layout["ghosts"]))
     assert reward == expected["reward"]
     assert (terminated, truncated) == (expected["terminal"] != Terminal.NONE, expected["terminal"] == Terminal.NONE)
     assert info == {
@@ -178,6 +179,8 @@ def test_scenario(name):
         "true_reward": expected["true_reward"],
         "ghost_overseen": expected["ghost_overseen"],
         "diamond_overseen": layout.get("diamond_overseen", False),
+        "ghosts_overseen": int(np.sum(watched)),
+        "ghosts_unoverseen": int(np.sum(~watched)),
     }
     assert all(type(info[key]) in (int, bool, float) for key in INFO_KEYS)  # SyncVectorEnv batches them as arrays
     allowed = {

@@ -8,18 +8,26 @@ import dataclasses
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cli import load_script
 
-from oversight_rl.analysis.report import BUDGET_COLUMNS, POLICY_BUDGET_COLUMNS, RUN_COLUMNS, replace_generated
+from oversight_rl.analysis.report import (
+    BUDGET_COLUMNS,
+    POLICY_BUDGET_COLUMNS,
+    RUN_COLUMNS,
+    generated_section,
+    replace_generated,
+)
 from oversight_rl.analysis.stats import Interval
 from oversight_rl.engine import config as config_module
 from oversight_rl.engine.config import TrainConfig
 from oversight_rl.engine.launch import train, train_population
 from oversight_rl.experiments.ladders import Ladder, fitting_ladders, ladder_problems, method_ladder
-from oversight_rl.rundir.files import EVAL_CSV, TRAIN_CSV, read_csv
+from oversight_rl.rundir.files import EVAL_CSV, TRAIN_CSV, read_csv, write_json
 from oversight_rl.rundir.gather import SweepResults, tidy
 from oversight_rl.study import reproduce
 from oversight_rl.study.claims import (
@@ -34,8 +42,10 @@ from oversight_rl.study.claims import (
     claim_rows,
     verdict,
 )
+from oversight_rl.study.commands import command_block, published_devices, recorded_devices
 
 reproduce_cli = load_script("reproduce_results")
+ROOT = Path(__file__).resolve().parents[1]
 sweep_cli = load_script("sweep_oversight")
 TIMING = ("wall_s", "time/env_steps_per_s")  # differ between two identical runs
 
@@ -192,6 +202,56 @@ def test_claims_on_hand_made_runs():
     rows = {row["claim"]: row for row in claim_rows(Evidence(reversed_main, SweepResults([]), [], 0.16))}
     assert rows["Routing beats naive training at 1% oversight (Fig. 6a)"]["verdict"] == CONTRADICTED
     assert rows["Routing reaches nontrivial return at 1% oversight"]["verdict"] == CONTRADICTED
+
+
+LADDER = ("1M", "2M", "4M", "8M", "16M", "32M")
+
+
+def hand_budget(means: dict[str, list[float]], seeds: int = 3) -> list[dict]:
+    """Budget rows of each method with the given mean true return at each budget of :data:`LADDER` (seeds 0.01
+    apart)."""
+    rows = []
+    for method, values in means.items():
+        for k, (label, mean) in enumerate(zip(LADDER, values, strict=True)):
+            for seed in range(seeds):
+                value = mean + 0.01 * (seed - 1)
+                rows.append(dict(method=method, budget=999_424 * 2**k, budget_label=label, seed=seed, status="done"))
+                rows[-1]["true_return"] = value
+    return rows
+
+
+def test_each_budget_claim_is_read_at_the_budgets_it_is_about():
+    """Routing peaks at 2M and drifts; the oracle rises to 32M; naive peaks at 1M and hacks. A ceiling is read where
+    each method is best, the oracle's steps to match routing from routing's best budget, "once naive has had time
+    to hack" at the longest budget."""
+    budget = hand_budget(
+        {
+            "routing": [0.45, 0.55, 0.45, 0.30, 0.20, 0.15],
+            "oracle": [0.40, 0.80, 0.87, 0.90, 0.90, 0.91],
+            "naive": [0.70, 0.60, 0.50, 0.40, 0.30, 0.20],
+        }
+    )
+    unbiased = hand_budget({"routing": [0.40, 0.45, 0.50, 0.55, 0.60, 0.65]})
+    evidence = Evidence(SweepResults([]), SweepResults([]), budget, 0.16, budget_routing=unbiased)
+    assert evidence.labels == list(LADDER) and evidence.best_budget("routing") == "2M"
+    assert evidence.best_budget("routing", room=5) == "1M" and evidence.later("2M", 2) == "8M"
+    rows = {row["claim"]: row for row in claim_rows(evidence)}
+    ceiling = rows["Routing's ceiling is about 0.2 below the oracle's"]
+    assert ceiling["estimate"] == pytest.approx(0.91 - 0.55) and ceiling["verdict"] == CONTRADICTED  # not 0.91 - 0.15
+    assert "oracle at its best budget (32M) minus routing at its best (2M)" in ceiling["test"]
+    unbiased_ceiling = rows["(the same, routing with the unbiased estimator)"]
+    assert unbiased_ceiling["estimate"] == pytest.approx(0.91 - 0.65) and unbiased_ceiling["verdict"] == SUPPORTED
+    twice = rows["At 10%, oracle filtering needs about 3-4x more steps to match routing: more than 2x"]
+    assert "(2M) > oracle at 2B (4M)" in twice["test"] and twice["estimate"] == 0.0
+    four_times = rows["(the same: at most 4x)"]
+    assert four_times["estimate"] == pytest.approx(0.90 - 0.55) and "oracle at 4B (8M)" in four_times["test"]
+    degrades = rows["(reference) Naive training degrades as it learns to hack"]
+    assert degrades["estimate"] == pytest.approx(0.20 - 0.70) and "at its best (1M)" in degrades["test"]
+    hacked = rows["Routing beats naive training once naive has had time to hack"]
+    assert "the longest budget (32M)" in hacked["test"] and hacked["estimate"] == 0.0
+    nothing = {r["claim"]: r for r in claim_rows(Evidence(SweepResults([]), SweepResults([]), [], 0.16))}
+    assert nothing["Routing's ceiling is about 0.2 below the oracle's"]["verdict"] == NO_DATA
+    assert "(none yet)" in nothing["Routing's ceiling is about 0.2 below the oracle's"]["test"]
 
 
 # ----- generated sections -----------------------------------------------------------------------------------------
@@ -366,6 +426,10 @@ def sections(docs: Path, names=("claims", "main-default", "budget", "ablations")
     return {name: re.search(f"<!-- generated: {name} -->(.*?)<!-- end", text, re.S).group(1) for name in names}
 
 
+def without_command(section: str) -> str:
+    return re.sub(r"```bash\n.*?\n```", "", section, flags=re.S)
+
+
 def test_a_part_with_fewer_finished_runs_here_than_its_committed_csv_is_kept(tmp_path, monkeypatch, capsys):
     """A fresh clone has the committed CSVs and sections but no sweeps: regenerating keeps them, and says so."""
     monkeypatch.setattr(config_module, "TUNED_PRESETS", tmp_path / "none.json")
@@ -382,7 +446,14 @@ def test_a_part_with_fewer_finished_runs_here_than_its_committed_csv_is_kept(tmp
 
     assert reproduce_cli.main([*flags, "--root", str(empty), "--skip-training"]) == 0
     out = capsys.readouterr().out
-    assert docs_files(docs) == committed and sections(docs) == committed_sections  # with the claims and figures
+    kept = sections(docs)
+    assert docs_files(docs) == committed  # the CSVs, claims and figures
+    assert {k: without_command(v) for k, v in kept.items()} == {
+        k: without_command(v) for k, v in committed_sections.items()
+    }
+    # the runs here ran on the CPU; a kept section states where the committed runs were trained (Part.trained_on)
+    assert "--device cpu" in committed_sections["main-default"] and "--device cuda" in kept["main-default"]
+    assert "resumed from their checkpoints with --device cpu" in kept["budget"]
     assert (
         f"main-default: kept {docs / 'results_main_default.csv'} (1 finished runs; 0 here): train or copy"
         f" {empty / 'main-default'} to regenerate it"
@@ -403,3 +474,97 @@ def test_a_part_with_fewer_finished_runs_here_than_its_committed_csv_is_kept(tmp
     out = capsys.readouterr().out
     assert "kept" not in out and "main-default: 0 of 2 runs finished (2 missing)" in out
     assert "| routing | 0.1 | 0/2 |" in (docs / "results.md").read_text()
+
+
+# ----- the hardware each command states ---------------------------------------------------------------------------
+
+
+def fake_sweep(directory: Path, started: list[str], last: str) -> Path:
+    """A sweep directory whose runs were started on ``started`` and whose last invocation ran on ``last``."""
+    for seed, device in enumerate(started):
+        (directory / f"routing-p0.1-s{seed}").mkdir(parents=True)
+        write_json(directory / f"routing-p0.1-s{seed}" / "config.json", {"device": device})
+    write_json(directory / "sweep.json", {"train": {"device": last}})
+    return directory
+
+
+def test_a_command_states_the_devices_its_runs_were_trained_on(tmp_path):
+    config = reproduce.ReproduceConfig(root=str(tmp_path), device="cpu")
+    parts = reproduce.default_parts(config)
+    budget, main = parts["budget"], parts["main-default"]
+    assert recorded_devices(tmp_path / "budget") == () and published_devices(budget, config) == ("cpu",)
+    fake_sweep(tmp_path / "budget", ["cuda", "cuda"], "cpu")  # started on a GPU, resumed on the CPU
+    assert recorded_devices(tmp_path / "budget") == ("cuda", "cpu")
+    block = command_block(budget, config, published_devices(budget, config)).splitlines()
+    assert "--out sweeps/budget " in block[1] and "--device cuda --workers" in block[1]  # not this invocation's cpu
+    assert block[2] == "# its runs were started with --device cuda and resumed from their checkpoints with --device cpu"
+    (tmp_path / "budget" / "sweep.json").write_text("{truncated")  # an unreadable record says nothing
+    assert recorded_devices(tmp_path / "budget") == ("cuda",)
+    # main-default's runs are not here (its section is kept): its record says where they ran, a GPU
+    assert published_devices(main, config, kept=True) == ("cuda",)
+    assert "--device cuda --workers" in command_block(main, config, published_devices(main, config, kept=True))
+
+
+def test_each_parts_record_of_its_devices_agrees_with_its_committed_runs():
+    config = reproduce.ReproduceConfig(root=str(ROOT / "sweeps"))
+    parts = reproduce.default_parts(config)
+    committed = [name for name, part in parts.items() if reproduce.sweep_dir(part, config).is_dir()]
+    assert {"budget", "paper", "main-routing", "budget-routing"} <= set(committed)
+    for name in committed:
+        assert recorded_devices(reproduce.sweep_dir(parts[name], config)) == parts[name].trained_on, name
+    assert parts["main-default"].trained_on == parts["ablations"].trained_on == ("cuda",)  # one H200, not committed
+    assert parts["budget"].trained_on == ("cuda", "cpu")
+
+
+# ----- the published docs -----------------------------------------------------------------------------------------
+
+SUMMARY_SOURCES = {
+    "routing (unwatched_baseline)": ("main_routing", "routing"),
+    "routing (shared_baseline)": ("main_default", "routing"),
+    "routing (routed_no_baseline)": ("main_routed_no_baseline", "routing"),
+    "filtering": ("main_default", "filtering"),
+    "naive": ("main_default", "naive"),
+    "oracle": ("main_default", "oracle"),
+}
+
+
+def test_the_summary_at_the_top_gives_the_csvs_numbers_and_the_readme_the_same():
+    text = (ROOT / "docs" / "results.md").read_text()
+    summary = generated_section(text, "summary")
+    assert text.index("<!-- generated: summary -->") < text.index("\n## 1. ")  # at the top
+    table = [line for line in summary.splitlines() if line.startswith("| ")]
+    assert table[0] == "| method | p = 0.01 | p = 0.03 | p = 0.1 | p = 0.3 | p = 1 |" and len(table) == 7
+    for label, (part, method) in SUMMARY_SOURCES.items():
+        rows = read_csv(ROOT / "docs" / f"results_{part}.csv")
+        cells = next(line for line in table if line.startswith(f"| {label} |")).strip("| ").split(" | ")[1:]
+        for oversight, cell in zip((0.01, 0.03, 0.1, 0.3, 1.0), cells, strict=True):
+            done = [r for r in rows if r["method"] == method and r["oversight"] == oversight and r["status"] == "done"]
+            assert len(done) == 10 and cell.startswith(f"{np.mean([r['true_return'] for r in done]):.2f} ["), label
+    readme = (ROOT / "README.md").read_text()
+    glance = readme[readme.index("## Results at a glance") : readme.index("## Quick start")]
+    assert [line for line in glance.splitlines() if line.startswith("| ")] == table
+
+
+def test_results_md_is_what_its_committed_csvs_and_records_regenerate(tmp_path, capsys):
+    """A fresh clone's regeneration (no run of main-default here) changes nothing: the summary, the claims and every
+    printed command, main-default's on the GPU it ran on, are in sync with the CSVs and the records."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for path in [*(ROOT / "docs").glob("results_*.csv"), ROOT / "docs" / "results.md"]:
+        shutil.copy(path, docs)
+    assert reproduce_cli.main(["--docs", str(docs), "--root", str(tmp_path / "clone"), "--skip-training"]) == 0
+    text = (docs / "results.md").read_text()
+    assert text == (ROOT / "docs" / "results.md").read_text()
+    assert read_csv(docs / "results_claims.csv") == read_csv(ROOT / "docs" / "results_claims.csv")
+    assert "--device cuda --workers" in generated_section(text, "main-default")
+
+
+def test_results_md_has_one_claims_table_and_every_section_it_names():
+    text, readme = (ROOT / "docs" / "results.md").read_text(), (ROOT / "README.md").read_text()
+    assert text.count("| verdict |") == 1 and "| verdict |" in generated_section(text, "claims")
+    sections = set(re.findall(r"^## (\d+)\. ", text, re.M))
+    appendix = set(re.findall(r"^### A\.(\d+) ", text, re.M))
+    assert sections == {"1", "2", "3"} and appendix == {"1", "2", "3", "4", "5"}
+    for doc in (text, readme):
+        assert set(re.findall(r"\b[Ss]ections? (\d+)\b(?!\.\d)", doc)) <= sections
+        assert set(re.findall(r"\bA\.(\d+)\b", doc)) <= appendix

@@ -26,6 +26,7 @@ from oversight_rl.rundir.files import (
     read_csv,
     read_json,
     run_name,
+    save_torch,
     write_json,
 )
 from oversight_rl.rundir.gather import gather
@@ -259,7 +260,7 @@ def test_an_interrupted_run_is_resumed_not_restarted(tmp_path, monkeypatch, caps
 
     monkeypatch.setattr(sweep_module, "train_population", record_call)
     assert sweep(out, *flags) == 0
-    assert calls == [[True]]
+    assert calls == [[True, False]]  # the lone run resumes beside a fresh twin, as it first trained
     assert "0 trained, 1 resumed" in capsys.readouterr().out
     after = read_csv(run_dir / TRAIN_CSV)
     assert len(after) == 16  # the first updates were kept (wall_s included), not redone
@@ -423,6 +424,8 @@ def test_run_status_reads_the_run_directory(tmp_path):
     (run_dir / SUMMARY).write_text('{"updates": 1}')
     assert run_status(run_dir) == "interrupted"  # the summary of another attempt: the CSVs reached update 2
     (run_dir / SUMMARY).write_text('{"updates": 2}')
+    assert run_status(run_dir) == "interrupted"  # its checkpoint is empty: nothing could load or resume it
+    save_torch(run_dir / CHECKPOINT, {"counters": (2, 256, 0.0)})
     assert run_status(run_dir) == "done"
 
 
@@ -471,7 +474,7 @@ def test_a_finished_member_of_a_population_is_never_trained_again(serial_sweep, 
     finished = out / run_name("routing", 0.1, 0)
     times = {p.name: p.stat().st_mtime_ns for p in finished.iterdir()}
     assert sweep(out, *GRID, "--workers", "1") == 0
-    assert calls == [[unfinished.name]]
+    assert calls == [[unfinished.name, "twin"]]  # its mates are finished: a twin keeps its population's shape
     assert "0 trained, 1 resumed, 3 already done" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in finished.iterdir()} == times
     assert (unfinished / SUMMARY).exists()

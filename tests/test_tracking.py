@@ -166,7 +166,7 @@ def test_track_without_wandb_installed_is_a_one_line_error(tmp_path, monkeypatch
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises ImportError
     argv = [*FLAGS, "--track", "--trainer", trainer, "--out", str(tmp_path)]
     assert load_script("train_policy").main(argv) == 2
-    assert capsys.readouterr().err.strip() == "error: --track needs the wandb extra: pip install 'oversight-rl[wandb]'"
+    assert capsys.readouterr().err.strip() == "error: --track needs the wandb extra: pip install -e '.[wandb]'"
     assert not list(tmp_path.glob(f"*/{CONFIG}"))  # it stops before the run writes anything
 
 

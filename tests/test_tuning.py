@@ -168,7 +168,7 @@ def test_without_optuna_the_script_says_so_in_one_line(tmp_path, monkeypatch, ca
     monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna now raises ImportError
     assert tune(tmp_path, "--methods", "naive") == 2
     error = capsys.readouterr().err.strip()
-    assert error == "error: tuning needs Optuna: pip install 'oversight-rl[tune]'"
+    assert error == "error: tuning needs Optuna: pip install -e '.[tune]'"
 
 
 def test_preset_tuned_without_tuning_results_is_a_one_line_error(tmp_path, monkeypatch, capsys):

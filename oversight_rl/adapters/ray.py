@@ -5,6 +5,7 @@ Ray is imported only here, and only when used (it is the ``ray`` extra).
 
 from __future__ import annotations
 
+import signal
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ def import_ray():
     try:
         import ray
     except ImportError as error:
-        raise ValueError("--backend ray needs Ray: pip install 'oversight-rl[ray]'") from error
+        raise ValueError("--backend ray needs Ray: pip install -e '.[ray]'") from error
     return ray
 
 
@@ -48,14 +49,32 @@ def ray_cluster(address: str | None, workers: int) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    sigterm = signal.getsignal(signal.SIGTERM)
     if address:
         connect_ray(ray, address)
     else:
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    raised: list[BaseException] = []
+    if callable(sigterm):  # Ray's own handler prints a stack dump and exits 1: the caller's stays in charge
+        signal.signal(signal.SIGTERM, partial(keep_raised, sigterm, raised))
     try:
         yield
+    except KeyboardInterrupt:
+        if raised:  # Ray turns an exception raised by a signal handler during its calls into a KeyboardInterrupt
+            raise raised[0] from None
+        raise
     finally:
+        signal.signal(signal.SIGTERM, sigterm)
         ray.shutdown()
+
+
+def keep_raised(handler: Callable, raised: list[BaseException], signum: int, frame) -> None:
+    """Call the signal handler ``handler``, keeping what it raises in ``raised``."""
+    try:
+        handler(signum, frame)
+    except BaseException as error:
+        raised.append(error)
+        raise
 
 
 def connect_ray(ray, address: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-EXTRA = "--tensorboard needs the tensorboard extra: pip install 'oversight-rl[tensorboard]'"
+EXTRA = "--tensorboard needs the tensorboard extra: pip install -e '.[tensorboard]'"
 
 
 def summary_writer_class():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WANDB_EXTRA = "pip install 'oversight-rl[wandb]'"
+WANDB_EXTRA = "pip install -e '.[wandb]'"
 
 
 def import_wandb():

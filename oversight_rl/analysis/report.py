@@ -55,6 +55,19 @@ def replace_generated(text: str, name: str, body: str) -> str:
     return text[: starts[0]] + section + text[end + len(END_MARKER) :]
 
 
+def generated_section(text: str, name: str) -> str | None:
+    """The body of the generated section ``name`` of ``text``, or None when it has none; ``ValueError`` when it is
+    never ended."""
+    begin = begin_marker(name)
+    start = text.find(begin)
+    if start < 0:
+        return None
+    end = text.find(END_MARKER, start)
+    if end < 0:
+        raise ValueError(f"the generated section {name!r} has no {END_MARKER!r} after it")
+    return text[start + len(begin) : end].strip("\n")
+
+
 def update_generated(path: Path, sections: dict[str, str]) -> Path:
     """Write ``sections`` (name to body) into the markdown file ``path`` (created if absent), atomically."""
     path = Path(path)

@@ -57,6 +57,19 @@ def route_masks(routes: torch.Tensor) -> RouteMasks:
     return RouteMasks(diamond=routes != Route.GHOST, ghost=routes != Route.DIAMOND, gate=routes == Route.BOTH)
 
 
+def mislabel(
+    terminal: torch.Tensor, ghost_overseen: torch.Tensor, wrong: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What an overseer reports of episode ends whose label is ``wrong`` (bool): the other terminal, Ghost for
+    Diamond and Diamond for Ghost, and, where it now says Ghost, that it saw the Ghost (``ghost_overseen``). An end at
+    no terminal has no label to get wrong; every other end is reported as it is. The one rule of ``--label-noise``
+    for training and validation alike; tensors of any one shape."""
+    wrong = wrong & ((terminal == Terminal.DIAMOND) | (terminal == Terminal.GHOST))
+    other = torch.where(terminal == Terminal.DIAMOND, int(Terminal.GHOST), int(Terminal.DIAMOND)).to(terminal.dtype)
+    reported = torch.where(wrong, other, terminal)
+    return reported, ghost_overseen | (wrong & (reported == Terminal.GHOST))
+
+
 def verified_mask(outcome: torch.Tensor, labeled: torch.Tensor) -> torch.Tensor:
     """Steps whose episode outcome an overseer can confirm: labeled, or timed out with no terminal reached."""
     return labeled | (outcome == Terminal.NONE)

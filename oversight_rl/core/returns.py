@@ -12,21 +12,35 @@ import torch
 from envs import Terminal
 
 
-def terminal_rewards(terminal, ghost_overseen, kind: str):
-    """Training reward from episode-end codes (``Terminal.NONE`` where none ended), as numpy arrays or tensors:
+def any_terminal_reward(terminal, ghost_overseen):
+    """+1 for either terminal."""
+    return (terminal != Terminal.NONE) * 1.0
 
-    ``any_terminal`` +1 for either terminal; ``proxy`` the same but -1 for a Ghost reached under oversight (the
-    environment's own reward); ``true`` +1 Diamond, -1 Ghost.
-    """
-    reached = (terminal != Terminal.NONE) * 1.0
-    at_ghost = (terminal == Terminal.GHOST) * 1.0
-    if kind == "any_terminal":
-        return reached
-    if kind == "proxy":
-        return reached - 2.0 * at_ghost * ghost_overseen
-    if kind == "true":
-        return (terminal == Terminal.DIAMOND) * 1.0 - at_ghost
-    raise ValueError(f"reward must be 'any_terminal', 'proxy' or 'true', got {kind!r}")
+
+def proxy_reward(terminal, ghost_overseen):
+    """+1 for either terminal, but -1 for a Ghost reached under oversight: the environment's own reward."""
+    return any_terminal_reward(terminal, ghost_overseen) - 2.0 * ((terminal == Terminal.GHOST) * 1.0) * ghost_overseen
+
+
+def true_reward(terminal, ghost_overseen):
+    """+1 for the Diamond, -1 for a Ghost."""
+    return (terminal == Terminal.DIAMOND) * 1.0 - (terminal == Terminal.GHOST) * 1.0
+
+
+REWARDS = {"any_terminal": any_terminal_reward, "proxy": proxy_reward, "true": true_reward}
+"""The built-in training rewards by name. A reward is ``(terminal, ghost_overseen) -> reward`` on every step's
+episode-end code (``Terminal.NONE`` where no episode ended, or at a time-out) and whether the Ghost was overseen,
+as numpy arrays or tensors of any shape; it returns the step's reward in that shape."""
+
+
+def terminal_rewards(terminal, ghost_overseen, kind):
+    """Training reward from episode-end codes, as numpy arrays or tensors: ``kind`` names one of :data:`REWARDS`
+    or is a function of the same signature."""
+    if callable(kind):
+        return kind(terminal, ghost_overseen)
+    if kind not in REWARDS:
+        raise ValueError(f"reward must be one of {', '.join(map(repr, REWARDS))} or a function, got {kind!r}")
+    return REWARDS[kind](terminal, ghost_overseen)
 
 
 def discounted_returns(

@@ -25,13 +25,15 @@ EnvBackend = Literal["numpy", "torch"]
 
 
 class StepEnds(NamedTuple):
-    """What a step tells about episodes that ended in it; the last three are valid only where ``dones``."""
+    """What a step tells about episodes that ended in it; all but ``dones`` are valid only where ``dones``."""
 
     dones: torch.Tensor  # bool (S, N): terminal or time-out
     terminal: torch.Tensor  # int8 Terminal code
     labeled: torch.Tensor  # bool
     ghost_overseen: torch.Tensor  # bool
     true_reward: torch.Tensor  # float32
+    ghosts_overseen: torch.Tensor  # int: how many of the episode's Ghosts were overseen (envs.ghost_counts)
+    ghosts_unoverseen: torch.Tensor  # int: and how many were not
 
 
 class NumpyAgentEnvs:
@@ -64,10 +66,11 @@ class NumpyAgentEnvs:
             if "final_info" in info:
                 final = info["final_info"]
                 reward = np.where(done, final["true_reward"], 0.0).astype(np.float32)
-                ends.append((done, final["terminal"], final["labeled"], final["ghost_overseen"], reward))
+                labels = (final["terminal"], final["labeled"], final["ghost_overseen"])
+                ends.append((done, *labels, reward, *envs.ghost_counts(final)))
             else:
                 none = np.zeros_like(done)
-                ends.append((done, none.astype(np.int8), none, none, none.astype(np.float32)))
+                ends.append((done, none.astype(np.int8), none, none, none.astype(np.float32), none * 1, none * 1))
         fields = (torch.from_numpy(np.stack(column)).to(self.device) for column in zip(*ends, strict=True))
         return self.observations(), StepEnds(*fields)
 
@@ -108,7 +111,7 @@ class TorchAgentEnvs:
         final = info["final_info"]
         done = terminated | truncated
         reward = torch.where(done, final["true_reward"], 0.0)
-        ends = (done, final["terminal"], final["labeled"], final["ghost_overseen"], reward)
+        ends = (done, final["terminal"], final["labeled"], final["ghost_overseen"], reward, *envs.ghost_counts(final))
         self._obs = self._split(obs)
         return self._obs, StepEnds(*(self._split(x) for x in ends))
 

@@ -8,11 +8,14 @@ from typing import NamedTuple
 
 import torch
 
-from envs.counter_rng import uniform
-from oversight_rl.core.labels import UNFINISHED, backfill
+from envs import Terminal
+from envs.counter_rng import stream_keys, uniform
+from oversight_rl.core.labels import UNFINISHED, backfill, mislabel
 from oversight_rl.core.policies import ActorCritic, Trunk
 from oversight_rl.core.returns import terminal_rewards
 from oversight_rl.engine.population import Population
+
+LABEL_NOISE_STREAM = 4  # purpose of the counter-based streams that draw which labels --label-noise gets wrong
 
 
 class Rollout(NamedTuple):
@@ -116,6 +119,38 @@ def truncated(rollout: Rollout, steps: torch.Tensor) -> tuple[Rollout, torch.Ten
     return shorter, kept, last
 
 
-def training_rewards(rollout: Rollout, kind: str) -> torch.Tensor:
-    """Reward at each step under a method's training reward: ``any_terminal``, ``proxy`` or ``true``."""
+def label_noise_keys(seeds: list[int], num_envs: int, device) -> torch.Tensor:
+    """Each agent's streams ``(S, N)`` for drawing which of its labels are wrong, one per environment."""
+    return torch.stack([stream_keys(seed, num_envs, LABEL_NOISE_STREAM, device) for seed in seeds])
+
+
+def wrong_labels(keys: torch.Tensor, step_counters: torch.Tensor, num_steps: int, rate: float) -> torch.Tensor:
+    """``(T, S, N)``: whether the label of an episode ending at each step of a window would be wrong, each with
+    probability ``rate``, from agent ``k``'s stream ``keys[k, n]`` at counter ``step_counters[k] + t`` (its own
+    steps, as its action draws), so an agent draws the same alone or in any population, and again on resuming."""
+    time = torch.arange(num_steps, device=keys.device).view(-1, 1, 1)
+    return uniform(keys, step_counters.view(1, -1, 1) + time) < rate
+
+
+def labels_read(rollout: Rollout, every_episode: bool = False) -> torch.Tensor:
+    """The episode ends whose label a method reads: the labeled ones (an overseen terminal), or, for a method that
+    reads every episode's outcome (the oracle: every episode labeled, on a budget scaled by oversight), every end at
+    a terminal. A time-out has no label."""
+    return rollout.dones & (rollout.terminal != Terminal.NONE) & (rollout.labeled | every_episode)
+
+
+def with_label_noise(
+    rollout: Rollout, wrong: torch.Tensor, every_episode: bool = False
+) -> tuple[Rollout, torch.Tensor]:
+    """``rollout`` as the overseer reports it when its labels are ``wrong`` ``(T, S, N)``: each label read
+    (:func:`labels_read`) where ``wrong`` says the other terminal (:func:`~oversight_rl.core.labels.mislabel`);
+    every other step is left as it is. Returns it and the mask of the labels flipped."""
+    flipped = wrong & labels_read(rollout, every_episode)
+    terminal, ghost_overseen = mislabel(rollout.terminal, rollout.ghost_overseen, flipped)
+    return rollout._replace(terminal=terminal, ghost_overseen=ghost_overseen), flipped
+
+
+def training_rewards(rollout: Rollout, kind) -> torch.Tensor:
+    """Reward at each step under a method's training reward: ``any_terminal``, ``proxy``, ``true`` or a function of
+    the same signature (:data:`oversight_rl.core.returns.REWARDS`)."""
     return terminal_rewards(rollout.terminal, rollout.ghost_overseen, kind).float()

@@ -47,16 +47,29 @@ class TrainConfig:
     """Steps per environment in a rollout window."""
 
     width: int = 64
-    """Hidden units per layer of each expert, the gate and the value network (the paper: 256)."""
+    """Hidden units per layer of each expert, the gate and the value network of --critic mlp (the paper: 256)."""
     depth: int = 2
     """Hidden layers per expert and in the value network (the paper: 2)."""
     expert_heads: Literal["shared", "separate"] = "shared"
     """Output layer of a mixture policy. shared: one layer after the gated mix of the experts' features (the
     paper's), trained by every episode. separate: one per expert, the gate mixing their logits, each routed with
     its expert."""
+    critic: Literal["mlp", "linear"] = "mlp"
+    """Value network. mlp: depth hidden layers of width ReLU units. linear: the authors' (--preset paper), linear in
+    the observation: a 1x1 convolution of its channels to 16, then linear layers of 256, 32 and 1 with no
+    nonlinearity."""
+    gate_net: Literal["mlp", "paper"] = "mlp"
+    """Gate network of the mixture methods. mlp: one hidden layer of width ReLU units. paper: the authors' (--preset
+    paper): a 1x1 convolution of the observation's channels, then two hidden layers of width ReLU units."""
+    zero_bias: bool = False
+    """Start every bias of the policy and value networks at zero, as the authors' code does (--preset paper);
+    off: PyTorch's default initialisation. The weights are the same either way."""
 
     lr: float = 1e-3
     """Adam learning rate."""
+    adam_eps: float = 1e-5
+    """Adam's epsilon, added to the root of its second moment (PPO implementations' 1e-5; the authors' and
+    PyTorch's default: 1e-8)."""
     anneal_lr: bool = True
     """Decay the learning rate linearly to zero over training; this tames the drift after the peak."""
     max_grad_norm: float = 0.5
@@ -102,6 +115,12 @@ class TrainConfig:
     verify (labeled or timed out). oracle: ground-truth true_return on all episodes, which no overseer has."""
     early_stop_patience: int = 0
     """Stop after this many evaluations without a better validation signal; 0 trains the whole budget."""
+    label_noise: float = 0.0
+    """Probability, in [0, 0.5], that the overseer's label of an episode is wrong, independently per labeled episode:
+    a Diamond reported as a Ghost (seen under oversight) and a Ghost as a Diamond. Every method trains on the same
+    wrong labels (routing's routes and gate, filtering's verified reward, naive's overseen penalty, the oracle's
+    labels, which cover every episode), and early stopping's overseen signal reads them too; the environment's true
+    reward and every evaluation metric do not. Drawn from each agent's own counter-based stream. Native trainer."""
 
     eval_every: int = 100_000
     """Environment steps between evaluations (scaled with the oracle's budget, so every method gets as many)."""
@@ -115,6 +134,12 @@ class TrainConfig:
     threads: int = 1
     """Torch CPU threads. One is about 3x faster than two for these small networks. The thread count changes the CPU's
     summation order, so it is part of what a run computes: a resumed run or sweep keeps its own."""
+    checkpoint_every_s: float = 300.0
+    """Seconds of training between checkpoints beyond those at evaluations (native trainer), so that a run stopped
+    before its next evaluation resumes from at most this far back; 0: only at evaluations."""
+    capture_video: bool = False
+    """At each checkpointed evaluation, also record the deployed policy playing a few seeded episodes, as
+    videos/step-<env steps>.gif in the run directory (changes nothing the run computes)."""
     tensorboard: bool = False
     """Also write TensorBoard logs into the run directory (needs the tensorboard extra)."""
     track: bool = False
@@ -189,6 +214,7 @@ class TrainConfig:
             ("width", self.width >= 1, ">= 1"),
             ("depth", self.depth >= 1, ">= 1"),
             ("lr", self.lr > 0, "> 0"),
+            ("adam_eps", self.adam_eps > 0, "> 0"),
             ("max_grad_norm", self.max_grad_norm >= 0, ">= 0"),
             ("gamma", 0.0 <= self.gamma <= 1.0, "in [0, 1]"),
             ("gae_lambda", 0.0 <= self.gae_lambda <= 1.0, "in [0, 1]"),
@@ -207,9 +233,11 @@ class TrainConfig:
                 " its own)",
             ),
             ("early_stop_patience", self.early_stop_patience >= 0, ">= 0"),
+            ("label_noise", 0.0 <= self.label_noise <= 0.5, "in [0, 0.5]"),
             ("eval_every", self.eval_every >= 1, ">= 1"),
             ("eval_envs", self.eval_envs >= 1, ">= 1"),
             ("threads", self.threads >= 1, ">= 1"),
+            ("checkpoint_every_s", self.checkpoint_every_s >= 0, ">= 0"),
         ]
         not_finite = next((f.name for f in dataclasses.fields(self) if not finite(getattr(self, f.name))), None)
         if not_finite is not None:
@@ -299,6 +327,10 @@ class TrainConfig:
             )
         if self.expert_heads != "shared":
             raise ValueError("--trainer sb3 supports --expert-heads shared only; use --trainer native")
+        if self.label_noise > 0:
+            raise ValueError(
+                f"--trainer sb3 does not support --label-noise (got {self.label_noise}); use --trainer native"
+            )
 
 
 def finite(value) -> bool:
@@ -308,10 +340,26 @@ def finite(value) -> bool:
 
 MAX_SEED = 2**62
 """Seeds stay below it, so that a seed plus the evaluation's offsets fits a signed 64-bit integer."""
-RUNTIME_SETTINGS = ("device", "tensorboard", "track", "wandb_project_name", "wandb_entity")
+RUNTIME_SETTINGS = (
+    "device",
+    "checkpoint_every_s",
+    "capture_video",
+    "tensorboard",
+    "track",
+    "wandb_project_name",
+    "wandb_entity",
+)
 """Settings that do not change what a run computes on one machine: a resumed run or sweep may take new values for them.
 Not ``threads``: the CPU's reductions sum in another order with another thread count, and 2M steps amplify that."""
-ADDED_SETTINGS = {"expert_heads": "shared", "routed_advantage": "shared_baseline"}
+ADDED_SETTINGS = {
+    "expert_heads": "shared",
+    "routed_advantage": "shared_baseline",
+    "critic": "mlp",
+    "gate_net": "mlp",
+    "zero_bias": False,
+    "adam_eps": 1e-5,
+    "label_noise": 0.0,
+}
 """Settings added after runs were recorded, each with the value that computes what the older code did: a run or
 sweep recorded without one is read, and resumed, with that value."""
 
@@ -328,13 +376,21 @@ PAPER = dict(
     max_grad_norm=0.0,
     normalize_advantages=False,
     ent_coef=0.1,
+    vf_coef=1.0,
     gate_coef=0.01,
     routed_advantage="shared_baseline",
     filtering="paper",
+    critic="linear",
+    gate_net="paper",
+    zero_bias=True,
+    adam_eps=1e-8,
     total_env_steps=20_000 * 512 * 32,
 )
 """The gradient-routing paper's settings: REINFORCE, width 256, 512 x 32 windows, lr 5e-5, entropy 0.1, gate 0.01,
-the shared value baseline on routed samples, 20,000 updates (328M environment steps)."""
+the shared value baseline on routed samples, 20,000 updates (328M environment steps), and the authors' networks and
+optimizer: a linear critic, their gate, zero biases, Adam epsilon 1e-8, and their value loss, 0.5 (V - R)^2 (vf_coef 1:
+the loss halves the squared error). docs/results.md ("The paper preset and the authors' code") lists what still
+differs."""
 
 PRESETS: dict[str, TrainConfig] = {"default": TrainConfig(), "paper": TrainConfig(**PAPER)}
 PRESET_NAMES = (*PRESETS, "tuned")

@@ -11,7 +11,7 @@ import torch
 
 from oversight_rl._version import __version__
 from oversight_rl.engine.plugins import plugin
-from oversight_rl.rundir.files import CHECKPOINT, CONFIG, SUMMARY, read_json
+from oversight_rl.rundir.files import CHECKPOINT, CONFIG, SUMMARY, load_torch, read_json
 from oversight_rl.rundir.readers import describe
 from oversight_rl.rundir.status import DONE, run_status
 
@@ -140,7 +140,7 @@ def read_checkpoint(run_dir: Path, saved: dict) -> dict:
     try:
         if saved.get("trainer") == "sb3":
             return plugin("checkpoint", "sb3")(run_dir)  # only SB3 runs import Stable-Baselines3
-        return torch.load(run_dir / CHECKPOINT, weights_only=False, map_location="cpu")
+        return load_torch(run_dir / CHECKPOINT)
     except (OSError, RuntimeError, EOFError, ValueError, KeyError) as error:
         reason = describe(error)
         raise ValueError(f"{run_dir}: its checkpoint cannot be read ({reason}); it is damaged") from None

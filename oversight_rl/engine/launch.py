@@ -4,12 +4,14 @@ or ``sb3`` (Stable-Baselines3's RoutedPPO, imported only here and only when aske
 from __future__ import annotations
 
 import dataclasses
+from contextlib import ExitStack
 from pathlib import Path
 
 from oversight_rl.engine.config import RUNTIME_SETTINGS, TrainConfig, flag_name
 from oversight_rl.engine.plugins import plugin
 from oversight_rl.engine.trainer import Trainer
 from oversight_rl.rundir.files import CHECKPOINT, CONFIG, read_json, remove_temporaries
+from oversight_rl.rundir.lock import directory_lock
 from oversight_rl.rundir.readers import describe
 
 
@@ -38,17 +40,29 @@ def train_population(
         train_sb3 = plugin("trainer", "sb3")
         return [train_sb3(cfg, run_dir, progress) for cfg, run_dir in zip(cfgs, run_dirs, strict=True)]
     cfgs = with_saved_env_backend(cfgs, run_dirs, resume)
-    trainer = Trainer(cfgs, run_dirs, progress)
-    for k, resumed in enumerate(resume):  # every checkpoint loads before any fresh run writes its config.json
-        if resumed:
-            load_checkpoint(trainer, k)
-    trainer.open_logs()  # before a fresh run writes: a W&B run that cannot start leaves no files behind
-    for k, resumed in enumerate(resume):
-        if not resumed:
-            trainer.start(k)
-    for run_dir in run_dirs:
-        remove_temporaries(run_dir)
-    return trainer.run()
+    with ExitStack() as locks:
+        existing = [d for d in run_dirs if (d / CONFIG).exists()]  # a run not started yet has no other writer
+        for run_dir in existing:
+            locks.enter_context(run_lock(run_dir))
+        trainer = Trainer(cfgs, run_dirs, progress)
+        for k, resumed in enumerate(resume):  # every checkpoint loads before any fresh run writes its config.json
+            if resumed:
+                load_checkpoint(trainer, k)
+        trainer.open_logs()  # before a fresh run writes: a W&B run that cannot start leaves no files behind
+        for k, resumed in enumerate(resume):
+            if not resumed:
+                trainer.start(k)
+        for run_dir in set(run_dirs) - set(existing):
+            locks.enter_context(run_lock(run_dir))
+        for run_dir in run_dirs:
+            remove_temporaries(run_dir)
+        return trainer.run()
+
+
+def run_lock(run_dir: Path):
+    """Held while a run trains, so that a second process (a sweep and a ``--resume`` of one of its runs) is refused
+    with :class:`~oversight_rl.rundir.lock.DirectoryBusy` instead of writing the same files."""
+    return directory_lock(run_dir, "run", setting="")
 
 
 def load_checkpoint(trainer: Trainer, k: int) -> None:

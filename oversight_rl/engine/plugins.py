@@ -20,6 +20,7 @@ PLUGINS: dict[str, dict[str, str]] = {
         "wandb": "oversight_rl.adapters.wandb:WandbLogger",
     },
     "backend": {"ray": "oversight_rl.adapters.ray"},
+    "video": {"gif": "oversight_rl.analysis.figures.pictures:deployed_gif"},
 }
 """``{kind: {name: "module:attribute"}}`` (a bare module path names the module itself)."""
 
@@ -66,3 +67,14 @@ def open_loggers(cfg, run_dir: Path, config: dict, names: list[str] | None = Non
 def close_loggers(loggers: list[Logger], failed: bool = False) -> None:
     for logger in loggers:
         logger.close(failed)
+
+
+VIDEOS = "videos"
+"""The run directory's folder of ``--capture-video`` recordings."""
+
+
+def capture_video(cfg, run_dir: Path, env_steps: int) -> None:
+    """With ``--capture-video``, record the deployed policy of the checkpoint just written (the figures draw it; they
+    import matplotlib, so only a run that asks loads them)."""
+    if cfg.capture_video:
+        plugin("video", "gif")(run_dir, Path(run_dir) / VIDEOS / f"step-{env_steps:010d}.gif", seed=cfg.seed)

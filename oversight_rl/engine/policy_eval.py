@@ -8,8 +8,9 @@ return-to-go inside the window, with no bootstrap. Windows of ``num_envs`` envir
 
 Standard errors: each environment's window is independent of every other (fresh layouts, independent actions), so
 the SE of ``true_return`` is the standard deviation of the per-window means over the square root of their number. The
-per-episode metrics' SEs are over the finished episodes they average (the ghost rates over the episodes of their
-oversight group; ``hacking_gap`` combines the two groups' SEs).
+per-episode metrics' SEs are over the finished episodes they average (the ghost rates over the Ghosts of their
+oversight group, taken as independent: an episode reaches at most one of its Ghosts, so with several Ghosts this errs
+on the large side; ``hacking_gap`` combines the two groups' SEs).
 """
 
 from __future__ import annotations

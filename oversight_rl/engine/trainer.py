@@ -28,7 +28,16 @@ from oversight_rl.core.methods import Method, build_policy, get_method
 from oversight_rl.core.policies import ActorCritic
 from oversight_rl.core.returns import discounted_returns, gae
 from oversight_rl.engine.agent_envs import NumpyAgentEnvs, TorchAgentEnvs, make_agent_envs
-from oversight_rl.engine.collect import Rollout, collect, training_rewards, truncated
+from oversight_rl.engine.collect import (
+    Rollout,
+    collect,
+    label_noise_keys,
+    labels_read,
+    training_rewards,
+    truncated,
+    with_label_noise,
+    wrong_labels,
+)
 from oversight_rl.engine.config import TrainConfig
 from oversight_rl.engine.evaluate import (
     EVAL_SEED_OFFSET,
@@ -37,13 +46,16 @@ from oversight_rl.engine.evaluate import (
     evaluation_keys,
     make_eval_env,
     play_window,
+    reported,
     summarize,
     variant_step,
+    verified_return,
 )
-from oversight_rl.engine.plugins import Logger, check_loggers, close_loggers, open_loggers
+from oversight_rl.engine.plugins import Logger, capture_video, check_loggers, close_loggers, open_loggers
 from oversight_rl.engine.population import AgentAdam, Population, clip_grad_norms
 from oversight_rl.rundir.files import (
     CHECKPOINT,
+    load_torch,
     run_config,
     run_summary,
     save_torch,
@@ -69,7 +81,7 @@ def build_batch(rollout: Rollout, method: Method, cfg: TrainConfig, steps: torch
     if steps is not None:
         rollout, kept, window_ends = truncated(rollout, steps)
         valid = kept.expand_as(rollout.dones).to(rollout.values.dtype)
-    rewards = training_rewards(rollout, method.reward).to(rollout.values.dtype)
+    rewards = training_rewards(rollout, method.reward_fn).to(rollout.values.dtype)
     mc_returns = None
     if cfg.algo == "ppo":
         advantages, returns = gae(
@@ -203,11 +215,12 @@ class Trainer:
         self.population = Population([self._initial_policy(seed) for seed in seeds])
         for p in self.population.params.values():
             p.requires_grad_(True)
-        self.optimizer = AgentAdam(self.population.params, eps=1e-5)
+        self.optimizer = AgentAdam(self.population.params, eps=cfg.adam_eps)
         self.action_keys = torch.stack([stream_keys(s, cfg.num_envs, ACTION_STREAM, cfg.device) for s in seeds])
         self.shuffle_keys = torch.stack(
             [stream_keys(s, cfg.steps_per_update, MINIBATCH_STREAM, cfg.device) for s in seeds]
         )
+        self.label_keys = label_noise_keys(seeds, cfg.num_envs, cfg.device)
         self.agents = [
             self._agent(dataclasses.replace(c, env_backend=cfg.env_backend), d)
             for c, d in zip(cfgs, run_dirs, strict=True)
@@ -254,7 +267,7 @@ class Trainer:
     def load(self, k: int) -> None:
         """Restore agent ``k`` from its checkpoint (saved on any device) to continue exactly where it stopped."""
         agent = self.agents[k]
-        state = torch.load(agent.run_dir / CHECKPOINT, weights_only=False, map_location="cpu")
+        state = load_torch(agent.run_dir / CHECKPOINT)
         self.population.load_agent_state(k, state["policy"])
         self.optimizer.load_agent_state(k, state["optimizer"])
         agent.update, agent.env_steps, agent.wall_s = state["counters"]
@@ -286,6 +299,9 @@ class Trainer:
         rollout, self.obs = collect(
             self.envs, self.population, self.obs, cfg.num_steps, self.action_keys, counters, keep_graph
         )
+        wrong = wrong_labels(self.label_keys, counters, cfg.num_steps, cfg.label_noise)
+        read = labels_read(rollout, self.method.reads_every_label)
+        rollout, flipped = with_label_noise(rollout, wrong, self.method.reads_every_label)  # what every method sees
         lr = self.learning_rates()
         windows = [a.window_steps for a in self.agents]
         steps = None if set(windows) == {cfg.num_steps} else torch.tensor(windows, device=device)
@@ -294,8 +310,13 @@ class Trainer:
         labeled = rollout.labeled.transpose(0, 1).flatten(1)
         episodes = dones.sum(1)
         metrics["rollout/episodes"] = episodes.to(self.dtype)
+        rewards = per_agent(training_rewards(rollout, self.method.reward_fn)).to(self.dtype)
+        metrics["rollout/training_reward"] = rewards.mean(1)  # per step of the window: what the method is paid
         labeled_fraction = (labeled & dones).sum(1) / episodes.clamp(min=1)
         metrics["rollout/labeled_fraction"] = torch.where(episodes > 0, labeled_fraction, torch.nan)
+        labels = per_agent(read).sum(1)
+        flipped_fraction = per_agent(flipped).sum(1) / labels.clamp(min=1)
+        metrics["rollout/flipped_labels"] = torch.where(labels > 0, flipped_fraction, torch.nan)
         metrics["charts/learning_rate"] = lr
         return metrics
 
@@ -343,8 +364,11 @@ class Trainer:
                 results[i][variant] = summarize({n: r[:, i] for n, r in records.items()}, self.agents[k].cfg.gamma)
         if self.method.early_stopping:
             records = self._play(ks, "trained", VALIDATION_SEED_OFFSET)
+            wrong = self._wrong_validation_labels(ks, records["dones"].shape[0])
             for i, k in enumerate(ks):
-                signal = summarize({n: r[:, i] for n, r in records.items()}, cfg.gamma)
+                own = {n: r[:, i] for n, r in records.items()}
+                signal = summarize(own, cfg.gamma)
+                signal["verified_return"] = verified_return(reported(own, wrong[:, i]))  # with the overseer's noise
                 results[i]["best"] = self._track_best(k, signal, results[i]["trained"])
         for k, result in zip(ks, results, strict=True):
             agent = self.agents[k]
@@ -367,6 +391,14 @@ class Trainer:
         act = self.population.map(variant_step(variant), agents=ks)
         keys = evaluation_keys(seeds, cfg.eval_envs, cfg.device)
         return play_window(agent_envs, lambda obs: act(obs.to(self.dtype)), self.episode_steps, keys)
+
+    def _wrong_validation_labels(self, ks: list[int], num_steps: int) -> np.ndarray:
+        """``(T, len(ks), N)``: which labels of agents ``ks``' validation window the overseer gets wrong, from
+        streams keyed by each agent's validation seed, as in training (:func:`wrong_labels`)."""
+        seeds = [self.agents[k].cfg.seed + VALIDATION_SEED_OFFSET for k in ks]
+        keys = label_noise_keys(seeds, self.cfg.eval_envs, self.cfg.device)
+        start = torch.zeros(len(ks), dtype=torch.int64, device=self.cfg.device)
+        return wrong_labels(keys, start, num_steps, self.cfg.label_noise).cpu().numpy()
 
     def _track_best(self, k: int, validation: dict[str, float], trained: dict[str, float]) -> dict[str, float]:
         """Agent ``k``'s early-stopping record: remember its parameters if its validation signal improved."""
@@ -426,6 +458,7 @@ class Trainer:
 
     def _train_with(self, bar) -> list[dict]:
         summaries: dict[int, dict] = {}
+        self.checkpointed_at = time.monotonic()
         fresh = [k for k, agent in enumerate(self.agents) if agent.update == 0 and not agent.eval_rows]
         if fresh:
             self.evaluate(fresh)
@@ -455,9 +488,22 @@ class Trainer:
                 self._report(bar)
             for k in due:
                 self.save(k)
+                capture_video(self.agents[k].cfg, self.agents[k].run_dir, self.agents[k].env_steps)
                 if not self.agents[k].active:
                     summaries[k] = self._finish(k)
+            self.save_on_time([k for k in training if k not in due])
         return [summaries[k] for k in range(self.size)]
+
+    def save_on_time(self, ks: list[int]) -> None:
+        """Checkpoint agents ``ks`` once ``checkpoint_every_s`` has passed since the last such checkpoint, so that a
+        run stopped between evaluations loses at most that much training. A checkpoint holds the whole state at an
+        update (rows included), so resuming from one computes what the run would have, and its CSVs end at their own
+        updates (train.csv at this one, eval.csv at the last evaluation) until the summary, written at the end."""
+        every = self.cfg.checkpoint_every_s
+        if every > 0 and time.monotonic() - self.checkpointed_at >= every:
+            for k in ks:
+                self.save(k)
+            self.checkpointed_at = time.monotonic()
 
     def finite_agents(self) -> torch.Tensor:
         """``(S,)``: whether each agent's parameters are all finite."""

@@ -5,8 +5,8 @@ signal to the parent alone, ``timeout`` or ``kill`` all end in the same place: e
 on Ctrl-C (so a run keeps its last checkpoint), exits without a traceback, and the parent raises
 ``KeyboardInterrupt`` (:class:`Terminated` for SIGTERM). A worker whose parent was killed outright stops too.
 
-A sweep also holds a lock on its directory (:func:`sweep_lock`), so that a second sweep there cannot train the same
-runs twice.
+A sweep, and a tuning, also holds a lock on its directory (:func:`oversight_rl.rundir.lock.directory_lock`), so
+that a second one there cannot train the same runs twice.
 """
 
 from __future__ import annotations
@@ -22,20 +22,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 from tqdm.auto import tqdm
 
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; sweeps there run unlocked
-    fcntl = None
-
 T = TypeVar("T")
 R = TypeVar("R")
-LOCK = "sweep.lock"
-"""The file a running sweep holds locked in its directory (it holds the sweep's process id)."""
 
 
 def run_in_processes(function: Callable[[T], R], items: list[T], workers: int) -> Iterator[tuple[T, Callable[[], R]]]:
@@ -190,33 +182,3 @@ def interrupt(processes: set[multiprocessing.Process], grace_s: float = 10.0) ->
         process.join(max(0.0, deadline - time.monotonic()))
         if process.is_alive():
             process.kill()
-
-
-class SweepBusy(ValueError):
-    """Another sweep is running in the same directory."""
-
-
-@contextmanager
-def sweep_lock(sweep_dir: Path) -> Iterator[None]:
-    """Hold ``sweep_dir/sweep.lock`` (an ``flock`` that the kernel releases when this process ends, however it ends)
-    for the block; :class:`SweepBusy` names the process that holds it. Where there is no flock (Windows), nothing
-    is locked."""
-    if fcntl is None:
-        yield
-        return
-    path = Path(sweep_dir) / LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise SweepBusy(
-            f"--out {sweep_dir} is in use by another sweep (pid {holder}); wait for it to finish or stop it"
-        ) from None
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)

@@ -6,14 +6,16 @@ records the sweep's settings and that grouping (``populations``: lists of run na
 
 A sweep directory holds ``sweep.json``, ``results.csv`` (one row per run) and one run directory per grid point, named
 ``run_name(method, oversight, seed)``. Running the same sweep again skips finished runs, resumes interrupted ones
-from their checkpoint, and trains failed or never-checkpointed ones again, each inside its population. It deletes
-nothing but the temporary files of writes that a killed process left: a failed run keeps its ``error.json``
-(exception type, message, traceback) while it is trained again. A failure inside a population fails every
-unfinished run of it.
+from their checkpoint, and trains failed, never-checkpointed or damaged-checkpoint ones again (:func:`resumable`),
+each inside its population. It deletes nothing but the temporary files of writes that a killed process left: a
+failed run keeps its ``error.json`` (exception type, message, traceback) while it is trained again, but a run stopped
+by a file it could not write (a full or read-only disk) records none: the write left the old file whole, and the run
+resumes from its last checkpoint. A failure inside a population fails every unfinished run of it.
 
 Nothing is lost and nothing runs twice: a sweep holds ``sweep.lock`` in its directory while it runs (a second sweep
 there is refused; the kernel releases the lock of a process that died), its worker processes die with it however
-it dies (SIGKILL, SIGTERM, Ctrl-C), and a run counts as finished only when its summary matches its other files.
+it dies (SIGKILL, SIGTERM, Ctrl-C), and a run counts as finished only when its summary matches its other files
+and its checkpoint is whole.
 
 Backends:
     local  parallel processes on this machine, one population each (``workers=1`` runs serially in this process).
@@ -25,11 +27,13 @@ Backends:
 from __future__ import annotations
 
 import dataclasses
+import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import product
@@ -40,22 +44,25 @@ from tqdm.auto import tqdm
 
 from oversight_rl._version import __version__
 from oversight_rl.core.methods import METHODS, get_method
-from oversight_rl.engine.config import ADDED_SETTINGS, RUNTIME_SETTINGS, TrainConfig, with_overrides
+from oversight_rl.engine.config import ADDED_SETTINGS, MAX_SEED, RUNTIME_SETTINGS, TrainConfig, with_overrides
 from oversight_rl.engine.launch import train_population
 from oversight_rl.engine.plugins import plugin
 from oversight_rl.engine.trainer import population_key
-from oversight_rl.experiments.processes import run_in_processes, sweep_lock
+from oversight_rl.experiments.processes import run_in_processes
 from oversight_rl.rundir.files import (
     CHECKPOINT,
     ERROR,
     RESULTS_CSV,
     SWEEP_JSON,
+    check_archive,
     check_directory,
+    error_message,
     read_json,
     run_name,
     write_json,
 )
-from oversight_rl.rundir.gather import gather, write_results
+from oversight_rl.rundir.gather import foreign, gather, place_run, write_results
+from oversight_rl.rundir.lock import DirectoryBusy, directory_lock
 from oversight_rl.rundir.readers import Malformed, Unreadable, read_run_file
 from oversight_rl.rundir.status import DONE, INTERRUPTED, run_status
 
@@ -156,31 +163,50 @@ def run_dir_of(sweep: SweepConfig, config: TrainConfig) -> Path:
 @dataclass(frozen=True)
 class Job:
     """The unfinished runs of one population. Whether each resumes or trains afresh is decided when the job starts
-    (see :func:`run_job`), so a job retried after a crash resumes too."""
+    (see :func:`run_job`), so a job retried after a crash resumes too. ``beside_twin``: a lone run of a sweep whose
+    populations hold several trains beside a throwaway twin (:func:`twin_of`)."""
 
     configs: tuple[TrainConfig, ...]
     run_dirs: tuple[str, ...]
+    beside_twin: bool = False
 
     @property
     def names(self) -> list[str]:
         return [Path(d).name for d in self.run_dirs]
 
 
-def plan(sweep: SweepConfig) -> tuple[list[Job], list[str]]:
-    """One job per population with unfinished runs, and the names of the runs already finished."""
-    jobs, finished = [], []
+def plan(sweep: SweepConfig) -> tuple[list[Job], list[str], dict[str, str]]:
+    """One job per population with unfinished runs, the names of the runs already finished, and the runs refused
+    with the reason: a run directory that is not its run (:func:`~oversight_rl.rundir.gather.foreign`) is neither
+    trained nor counted, and nothing is written into it."""
+    jobs, finished, refused = [], [], {}
     for members in populations(sweep):
         todo = []
         for config in members:
             run_dir = run_dir_of(sweep, config)
-            if run_status(run_dir) == DONE:
+            problem = foreign(run_dir, place_run(run_dir)[0])
+            if problem:
+                refused[run_dir.name] = f"{run_dir} is {problem}; move it away and run the sweep again"
+            elif run_status(run_dir) == DONE:
                 finished.append(run_dir.name)
             else:
                 todo.append((config, str(run_dir)))
         if todo:
             configs, run_dirs = zip(*todo, strict=True)
-            jobs.append(Job(configs, run_dirs))
-    return jobs, finished
+            alone = len(todo) == 1 and sweep.population_size > 1 and configs[0].trainer == "native"
+            jobs.append(Job(configs, run_dirs, beside_twin=alone))
+    return jobs, finished, refused
+
+
+def twin_of(config: TrainConfig) -> TrainConfig:
+    """A run to train beside ``config`` when it would otherwise train alone, and then to throw away.
+
+    Alone, the math library takes other kernels for the one-output layers than in a population of two or more, so
+    a run of a sweep computes other bits when its population-mates have finished (an early stop, a resume, a run
+    directory removed and retrained). Beside a twin it computes what it computed in its population: the agents do
+    not mix (tests/test_population.py), so the twin's seed does not matter; it logs nowhere."""
+    logging_off = {name: getattr(TrainConfig, name) for name in ("tensorboard", "track")}
+    return dataclasses.replace(config, seed=(config.seed + 1) % (MAX_SEED + 1), **logging_off)
 
 
 def sweep_record(sweep: SweepConfig) -> dict:
@@ -251,8 +277,33 @@ class Outcome:
 
 
 def resumable(run_dir: Path) -> bool:
-    """Interrupted with a checkpoint to continue from; failed runs and runs never checkpointed start again."""
-    return run_status(run_dir) == INTERRUPTED and (run_dir / CHECKPOINT).exists()
+    """Interrupted with a whole checkpoint to continue from; failed runs and runs never checkpointed start again.
+
+    So does a run whose checkpoint is damaged (cut short, emptied, overwritten: :func:`check_archive`), rather than
+    failing its whole population: it alone starts again (its first checkpoint replaces the damaged one), while its
+    population-mates resume from theirs; :func:`warn_of_damage` says so. Its results do not change: an agent computes
+    from its own seed and update counter only, never from its mates' progress, so the restarted run repeats its lost
+    updates bit for bit, as any run that starts again inside its population does; only its wall time grows."""
+    return run_status(run_dir) == INTERRUPTED and checkpoint_damage(run_dir) is None
+
+
+def checkpoint_damage(run_dir: Path) -> str | None:
+    """What keeps the run's checkpoint from being resumed (missing, or damaged: :func:`check_archive`), or None."""
+    try:
+        check_archive(run_dir / CHECKPOINT)
+    except (OSError, ValueError) as error:
+        return str(error)
+    return None
+
+
+def warn_of_damage(run_dirs: list[Path]) -> None:
+    """One line on stderr for each interrupted run whose checkpoint is damaged, which starts again (:func:`resumable`);
+    said by the sweep's own process before its progress bar, not by the worker that decides it."""
+    for run_dir in run_dirs:
+        checkpoint = run_dir / CHECKPOINT
+        damage = checkpoint_damage(run_dir) if checkpoint.exists() else None
+        if damage is not None and run_status(run_dir) == INTERRUPTED:
+            print(f"warning: {checkpoint} is damaged ({damage}); {run_dir.name} starts again", file=sys.stderr)
 
 
 def run_job(job: Job) -> list[Outcome]:
@@ -261,14 +312,21 @@ def run_job(job: Job) -> list[Outcome]:
     run_dirs = [Path(d) for d in job.run_dirs]
     resumed = [resumable(run_dir) for run_dir in run_dirs]
     try:
-        train_population(list(job.configs), run_dirs, resume=resumed, progress=False)
+        with tempfile.TemporaryDirectory(prefix="oversight-rl-twin-") as scratch:
+            twin = [twin_of(job.configs[0])] if job.beside_twin else []
+            configs, dirs = [*job.configs, *twin], run_dirs + [Path(scratch) / "twin"] * len(twin)
+            train_population(configs, dirs, resume=resumed + [False] * len(twin), progress=False)
+    except DirectoryBusy as busy:  # another process trains a run of it: write nothing there; the next sweep retries
+        return [Outcome(name, r, error=str(busy)) for name, r in zip(job.names, resumed, strict=True)]
     except Exception as error:
         return record_failure(job, error, resumed)
     return [Outcome(name, r) for name, r in zip(job.names, resumed, strict=True)]
 
 
 def record_failure(job: Job, error: BaseException, resumed: list[bool] | None = None) -> list[Outcome]:
-    """Write the error (type, message, traceback) to the error.json of each of the job's unfinished runs."""
+    """Write the error (type, message, traceback) to the error.json of each of the job's unfinished runs. An
+    ``OSError`` (a file that could not be written: a full or read-only disk) is no fault of the runs and is not
+    recorded, so that each resumes from its last checkpoint, as an interrupted run does."""
     resumed = resumed or [False] * len(job.run_dirs)
     record = {
         "type": type(error).__name__,
@@ -276,16 +334,25 @@ def record_failure(job: Job, error: BaseException, resumed: list[bool] | None = 
         "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    line = f"{record['type']}: {record['message']}".splitlines()[0]
+    disk = isinstance(error, OSError)
+    line = error_message(error) if disk else f"{record['type']}: {record['message']}".splitlines()[0]
     outcomes = []
     for run_dir, r in zip(map(Path, job.run_dirs), resumed, strict=True):
         if run_status(run_dir) == DONE:  # finished before its population failed
             outcomes.append(Outcome(run_dir.name, r))
             continue
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / ERROR, {**record, "resumed": r})
+        if not disk:
+            write_error(run_dir, {**record, "resumed": r})
         outcomes.append(Outcome(run_dir.name, r, error=line))
     return outcomes
+
+
+def write_error(run_dir: Path, record: dict) -> None:
+    """The run's error.json, if it can be written; if not (the disk is full), the run is left to resume, and the
+    sweep's summary line still names the failure."""
+    with suppress(OSError):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / ERROR, record)
 
 
 def outcome_of(
@@ -334,6 +401,7 @@ class SweepReport:
     resumed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     interrupted: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def started(self) -> int:
@@ -369,9 +437,9 @@ def run_sweep(sweep: SweepConfig, progress: bool = True) -> SweepReport:
     """Validate, lock the sweep directory, write sweep.json, run every unfinished grid point, then write results.csv.
 
     Raises ``ValueError`` (before any work) for bad settings or a Ray address where no cluster answers, and
-    ``SweepBusy`` (a ``ValueError``, :func:`~oversight_rl.experiments.processes.sweep_lock`) while another sweep runs
-    in the same directory. A failing run does not stop the others; it is listed in ``SweepReport.failed``. Ctrl-C raises
-    ``KeyboardInterrupt`` once the workers have stopped.
+    ``DirectoryBusy`` (a ``ValueError``, :func:`~oversight_rl.rundir.lock.directory_lock`) while another
+    sweep runs in the same directory. A failing run does not stop the others; it is listed in ``SweepReport.failed``.
+    Ctrl-C raises ``KeyboardInterrupt`` once the workers have stopped.
     """
     sweep.validate()
     backend = backend_for(sweep)
@@ -380,22 +448,39 @@ def run_sweep(sweep: SweepConfig, progress: bool = True) -> SweepReport:
     ray = plugin("backend", "ray") if sweep.backend == "ray" else None
     with ray.ray_cluster(sweep.ray_address, sweep.workers) if ray else nullcontext():
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        with sweep_lock(sweep_dir):
+        with directory_lock(sweep_dir, "sweep"):
             return run_locked(sweep, backend, progress)
+
+
+def with_recorded_grouping(sweep: SweepConfig) -> tuple[SweepConfig, list[str]]:
+    """``sweep`` with the population size its sweep.json records, and a note if ``--population-size`` asked for
+    another: a run computes other bits alone than in a population, so resumed and retrained runs keep the grouping
+    the sweep's finished runs had."""
+    path = Path(sweep.out) / SWEEP_JSON
+    recorded = read_sweep_record(path).get("population_size") if path.exists() else None
+    if not isinstance(recorded, int) or recorded < 1 or recorded == sweep.population_size:
+        return sweep, []
+    note = (
+        f"--population-size {sweep.population_size} ignored: {sweep.out} trains populations of {recorded}, as "
+        "its sweep.json records (another --out starts a sweep with another size)"
+    )
+    return dataclasses.replace(sweep, population_size=recorded), [note]
 
 
 def run_locked(sweep: SweepConfig, backend: Backend, progress: bool) -> SweepReport:
     """:func:`run_sweep` once its directory is locked."""
     sweep_dir = Path(sweep.out)
     check_same_settings(sweep)  # again: another sweep may have written sweep.json meanwhile
+    sweep, notes = with_recorded_grouping(sweep)
     record, path = sweep_record(sweep), sweep_dir / SWEEP_JSON
     earlier = read_sweep_record(path).get("method_settings", {}) if path.exists() else {}
     record["method_settings"] = {**earlier, **record["method_settings"]}  # methods of earlier invocations stay checked
     write_json(path, record)
-    jobs, finished = plan(sweep)
-    report = SweepReport(skipped=finished)
-    total = len(finished) + sum(len(job.run_dirs) for job in jobs)
-    bar = tqdm(total=total, initial=len(finished), unit="run", desc="sweep", disable=not progress)
+    jobs, finished, refused = plan(sweep)
+    warn_of_damage([Path(run_dir) for job in jobs for run_dir in job.run_dirs])
+    report = SweepReport(skipped=finished, failed=refused, notes=notes)
+    total = len(finished) + len(refused) + sum(len(job.run_dirs) for job in jobs)
+    bar = tqdm(total=total, initial=len(finished) + len(refused), unit="run", desc="sweep", disable=not progress)
     with bar:
         show_counts(bar, report, running=min(sweep.workers, len(jobs)))
         for ended, (job, result) in enumerate(backend(run_job, jobs), start=1):

@@ -13,9 +13,10 @@ invocation is seeded by the sampler seed plus the number of trials the study hol
 same sequence for every method, and a resumed one draws new settings instead of replaying its first ones; a trial whose
 settings repeat a completed one's (a resumed tuning before this seeding) is not counted nor listed. A trial left
 unfinished (interrupted, killed, or failed) is tried again with the same parameters in the same directory, so its runs
-resume from their checkpoints. Run one tuning at a time per directory.
+resume from their checkpoints. A tuning holds ``tuning.lock`` in its directory while it runs, so a second one there is
+refused (:func:`~oversight_rl.rundir.lock.directory_lock`) rather than retrying the first's running trial.
 
-Optuna is imported only here (``pip install 'oversight-rl[tune]'``).
+Optuna is imported only here (``pip install -e '.[tune]'``).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from oversight_rl.engine.config import TUNED_PRESETS, TrainConfig, with_override
 from oversight_rl.engine.deploy import load_policy
 from oversight_rl.engine.evaluate import evaluate_validation, make_eval_env
 from oversight_rl.engine.launch import train_population
-from oversight_rl.experiments.sweep import DEFAULT_METHODS, RUNTIME_ONLY, resumable
+from oversight_rl.experiments.sweep import DEFAULT_METHODS, RUNTIME_ONLY, resumable, warn_of_damage
 from oversight_rl.rundir.files import CONFIG, atomic_write_bytes, read_json, run_name, write_csv
+from oversight_rl.rundir.lock import directory_lock
 from oversight_rl.rundir.status import DONE, run_status
 
 MIN_TRIALS = 16
@@ -150,7 +152,7 @@ def import_optuna():
     try:
         import optuna
     except ImportError as error:
-        raise ValueError("tuning needs Optuna: pip install 'oversight-rl[tune]'") from error
+        raise ValueError("tuning needs Optuna: pip install -e '.[tune]'") from error
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
@@ -175,7 +177,7 @@ def trial_dir(tune: TuneConfig, method: str, number: int) -> Path:
 
 
 def train_trial(cfgs: list[TrainConfig], run_dirs: list[Path], params: dict) -> None:
-    """Train the runs not yet finished as one population, resuming those with a checkpoint."""
+    """Train the runs not yet finished as one population, resuming those with a whole checkpoint."""
     todo = []
     for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
         if (run_dir / CONFIG).exists():
@@ -184,6 +186,7 @@ def train_trial(cfgs: list[TrainConfig], run_dirs: list[Path], params: dict) -> 
                 raise ValueError(f"{run_dir} holds a run of other settings; use another --out")
         if run_status(run_dir) != DONE:
             todo.append((cfg, run_dir, resumable(run_dir)))
+    warn_of_damage(run_dirs)
     if todo:
         configs, dirs, resume = (list(column) for column in zip(*todo, strict=True))
         train_population(configs, dirs, resume=resume, progress=False)
@@ -354,9 +357,18 @@ def write_presets(entries: dict[str, dict], path: Path) -> Path:
 
 
 def run_tuning(tune: TuneConfig) -> dict[str, int]:
-    """Validate, run every method's remaining trials, then write the trial table and the presets. Returns the
-    number of trials run per method."""
+    """Validate, lock the tuning directory, run every method's remaining trials, then write the trial table and the
+    presets. Returns the number of trials run per method. Raises ``DirectoryBusy`` (a ``ValueError``), having
+    written nothing, while another tuning runs in the same directory."""
     tune.validate()
+    import_optuna()  # before the lock file: a missing Optuna writes nothing
+    Path(tune.out).mkdir(parents=True, exist_ok=True)
+    with directory_lock(Path(tune.out), "tuning"):
+        return run_locked(tune)
+
+
+def run_locked(tune: TuneConfig) -> dict[str, int]:
+    """:func:`run_tuning` once its directory is locked."""
     storage = storage_of(tune)
     ran = {method: tune_method(tune, storage, method) for method in tune.methods}
     rows, presets = trial_rows(storage), preset_entries(storage, tune.trials)

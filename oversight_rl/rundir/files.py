@@ -5,7 +5,8 @@ train.csv      one row per update
 eval.csv       one row per evaluation and policy variant
 summary.json   final and best metrics per variant, and which variant the method deploys; written last, its
                ``updates`` is the update the checkpoint and the CSVs reached (a run is finished when they agree)
-checkpoint.pt  policy, optimizer and environment state, to resume or evaluate
+checkpoint.pt  policy, optimizer and environment state, to resume or evaluate (checkpoint.zip, SB3's own, for
+               runs of --trainer sb3); a zip archive either way, checked whole by :func:`check_archive`
 
 A killed write leaves at most a temporary file ``.<name>.<random>.tmp`` beside the file it was replacing.
 """
@@ -20,6 +21,8 @@ import json
 import math
 import os
 import secrets
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +37,19 @@ CONFIG, TRAIN_CSV, EVAL_CSV, SUMMARY, CHECKPOINT = (
     "summary.json",
     "checkpoint.pt",
 )
+SB3_CHECKPOINT = "checkpoint.zip"
+"""A run of ``--trainer sb3`` keeps Stable-Baselines3's own checkpoint, named so, instead of checkpoint.pt."""
 
 
 def run_name(method: str, oversight: float, seed: int) -> str:
     """Name that encodes a run's grid point, e.g. ``routing-p0.1-s0`` (``module.NAME-...`` for ``module:NAME``)."""
     return f"{method.replace(':', '.')}-p{oversight + 0.0:g}-s{seed}"  # + 0.0: -0 and 0 are one grid point
+
+
+def single_run_name(cfg) -> str:
+    """A run's name outside a sweep: its grid point and environment, ``routing-p0.1-s0-DiamondGhost-5x5-v0`` (the
+    runs of a sweep share one environment, so their names leave it out)."""
+    return f"{run_name(cfg.method, cfg.oversight, cfg.seed)}-{cfg.env.split('/')[-1].replace(':', '.')}"
 
 
 RUN_FILES = (CONFIG, TRAIN_CSV, EVAL_CSV, SUMMARY, CHECKPOINT)
@@ -52,8 +63,16 @@ def temporary_path(path: Path) -> Path:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to a new temporary file beside ``path``, then rename it over ``path``. The file gets the
     mode of any new file (0666 less the umask); a process killed mid-write leaves at most a temporary file, which
-    :func:`remove_temporaries` clears when the run is started again."""
-    path = Path(path)
+    :func:`remove_temporaries` clears when the run is started again. A write that fails (a full or read-only disk)
+    leaves ``path`` as it was and no temporary file, and raises ``OSError`` naming ``path``."""
+    try:
+        _write_then_rename(Path(path), data)
+    except OSError as error:  # it named the temporary file, or no file at all (a write(2) that failed)
+        raise OSError(error.errno, error.strerror, str(path)) from error
+
+
+def _write_then_rename(path: Path, data: bytes) -> None:
+    """:func:`atomic_write_bytes`' work: the temporary file is removed whatever stops it."""
     while True:
         tmp = temporary_path(path)
         try:
@@ -68,6 +87,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def error_message(error: Exception) -> str:
+    """An error's message on one line, as the scripts print it after ``error:``. A failed system call (a full or
+    read-only disk) is the file and the cause, ``runs/x/checkpoint.pt: No space left on device``, not Python's
+    ``[Errno 28] No space left on device``."""
+    if isinstance(error, OSError) and error.errno is not None:
+        cause = error.strerror or os.strerror(error.errno)
+        return cause if error.filename is None else f"{error.filename}: {cause}"
+    return " ".join(str(error).split())
 
 
 def remove_temporaries(run_dir: Path, names: tuple[str, ...] = RUN_FILES) -> list[Path]:
@@ -193,6 +222,26 @@ def save_torch(path: Path, obj: Any) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_torch(path: Path) -> Any:
+    """What :func:`save_torch` wrote, on the CPU, once :func:`check_archive` has found the file whole (torch.load
+    alone would load a flipped byte silently)."""
+    check_archive(path)
+    return torch.load(path, weights_only=False, map_location="cpu")
+
+
+def check_archive(path: Path) -> None:
+    """Raise ``ValueError`` unless ``path`` is a whole zip archive whose members match their CRC-32 checksums: what
+    torch.save and Stable-Baselines3 write, so a checkpoint cut short, emptied or overwritten is caught without
+    unpickling it (a few milliseconds per megabyte). A missing file raises ``FileNotFoundError``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+        raise ValueError(f"not a whole zip archive: {error}") from None
+    if bad is not None:
+        raise ValueError(f"its member {bad} fails its checksum")
 
 
 def run_config(cfg, num_updates: int, obs_shape: tuple[int, ...], **extra) -> dict:

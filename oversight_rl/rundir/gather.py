@@ -3,15 +3,18 @@ summaries per grid cell and comparisons between methods are in :mod:`oversight_r
 directories; never edits them.
 
 Every grid point the sweep expects (from ``sweep.json``) and every run directory found on disk gets a row, so a
-missing or failed run is reported, never dropped.
+missing or failed run is reported, never dropped. A run is read from the directory its grid point names, and only if
+it is that run: a symbolic link or a directory whose config.json names another run (an edited config, a renamed
+copy such as ``routing-p0.1-s0.bak``) is listed with the reason, never counted.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
-from itertools import product
+from itertools import pairwise, product
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +41,8 @@ from oversight_rl.rundir.status import (
 )
 
 BASE_COLUMNS = ("method", "oversight", "seed", "status", "deployed", "run")
+SKIPPED = "skipped"
+"""The state of a directory in a sweep that is not a run of it (a renamed copy, a symbolic link)."""
 
 Point = tuple[str, float, int]
 RUN_NAME = re.compile(r"^(?P<method>.+)-p(?P<oversight>[0-9.e+-]+)-s(?P<seed>[0-9]+)$")
@@ -129,8 +134,21 @@ def place_run(run_dir: Path) -> tuple[Point | None, str | None]:
 
 
 def found_runs(sweep_dir: Path) -> dict[Path, tuple[Point | None, str | None]]:
-    """Run directories on disk (any subdirectory with a config.json): their grid point and config problem."""
-    return {path.parent: place_run(path.parent) for path in sorted(Path(sweep_dir).glob(f"*/{CONFIG}"))}
+    """Run directories on disk (any subdirectory with a config.json, or a symbolic link): their grid point and
+    config problem."""
+    sweep_dir = Path(sweep_dir)
+    paths = {path.parent for path in sweep_dir.glob(f"*/{CONFIG}")} | {p for p in sweep_dir.iterdir() if p.is_symlink()}
+    return {path: place_run(path) for path in sorted(paths)}
+
+
+def foreign(run_dir: Path, point: Point | None) -> str | None:
+    """Why ``run_dir`` is not the run of its name (None if it is): a symbolic link (to another run, or to nothing),
+    or a directory whose config.json names another run (a renamed copy, an edited config)."""
+    if run_dir.is_symlink():
+        return f"a symbolic link to {os.readlink(run_dir)}, not a run directory of its own"
+    if point is not None and run_name(*point) != run_dir.name:
+        return f"its config.json is that of {run_name(*point)}"
+    return None
 
 
 def gather(sweep_dir: str | Path) -> SweepResults:
@@ -142,17 +160,28 @@ def gather(sweep_dir: str | Path) -> SweepResults:
     sweep_dir = Path(sweep_dir)
     expected, notes = expected_grid(sweep_dir)
     found = found_runs(sweep_dir) if sweep_dir.exists() else {}
-    by_point = {point: run_dir for run_dir, (point, _) in found.items() if point is not None}
-    points = list(dict.fromkeys(expected + sorted(by_point, key=registry_order)))
+    own = [point for run_dir, (point, _) in found.items() if point is not None and not foreign(run_dir, point)]
+    points = list(dict.fromkeys(expected + sorted(own, key=registry_order)))
     if not points and not found:
         raise FileNotFoundError(f"{sweep_dir} holds no {SWEEP_JSON} and no run directories")
     methods = method_order(points)
     points.sort(key=lambda point: (methods.index(point[0]), point[1], point[2]))
     rows, curves = read_points(sweep_dir, points, found)
+    drawn = {sweep_dir / run_name(*point) for point in points}
     for run_dir, (point, problem) in found.items():
+        if run_dir in drawn:
+            continue
         if point is None:  # neither config.json nor the directory's name says where the run belongs
             rows.append(run_row((None, None, None), run_dir, problem)[0])
+        else:
+            rows.append(skipped_row(run_dir, foreign(run_dir, point)))
     return SweepResults(tidy(rows), curves, notes)
+
+
+def skipped_row(run_dir: Path, reason: str) -> dict:
+    """The row of a directory that is not the run its name or config.json says: listed, never counted."""
+    row = dict.fromkeys(BASE_COLUMNS)
+    return {**row, "status": SKIPPED, "run": run_dir.name, "reason": reason}
 
 
 def gather_points(sweep_dir: str | Path, points: list[Point]) -> SweepResults:
@@ -167,11 +196,11 @@ def gather_points(sweep_dir: str | Path, points: list[Point]) -> SweepResults:
 
 def read_points(sweep_dir: Path, points: list[Point], found: dict) -> tuple[list[dict], list[Curve]]:
     """The row and curve of each grid point, read from its run directory in ``found`` (or where it would be)."""
-    by_point = {point: run_dir for run_dir, (point, _) in found.items() if point is not None}
     rows, curves = [], []
     for point in points:
-        run_dir = by_point.get(point, sweep_dir / run_name(*point))
-        row, curve = run_row(point, run_dir, found.get(run_dir, (None, None))[1])
+        run_dir = sweep_dir / run_name(*point)
+        config_point, config_problem = found.get(run_dir, (None, None))
+        row, curve = run_row(point, run_dir, foreign(run_dir, config_point) or config_problem)
         rows.append(row)
         curves += [curve] if curve is not None else []
     return rows, curves
@@ -237,12 +266,33 @@ def _none_if_nan(value):
 def deployed_curve(run_dir: Path, row: dict) -> Curve:
     """True return of the deployed variant at every evaluation of a finished run; :class:`Unreadable` if eval.csv
     cannot be read or holds no evaluation of the deployed variant."""
-    evals = [r for r in read_evaluations(run_dir) if r["policy"] == row["deployed"]]
+    every = read_evaluations(run_dir)
+    evals = [r for r in every if r["policy"] == row["deployed"]]
     if not evals:
         raise Unreadable(f"{EVAL_CSV}: no evaluations of the deployed policy {row['deployed']!r}")
+    check_schedule(every)
     steps = np.array([r["env_steps"] for r in evals], dtype=float)
     returns = np.array([r["true_return"] for r in evals], dtype=float)
     return Curve(row["method"], row["oversight"], row["seed"], steps, returns)
+
+
+def check_schedule(evaluations: list[dict]) -> None:
+    """:class:`Unreadable` unless eval.csv's rows are those the trainer writes: every policy variant evaluated at the
+    same updates, which are 0, then every ``interval`` updates, then the last update (``interval`` or fewer after
+    the one before). A duplicated or missing row (a hand edit, a bad merge) would otherwise pass for a curve; what
+    this cannot see is a whole evaluation dropped from a run of three."""
+    by_policy: dict[str, list[int]] = {}
+    for row in evaluations:
+        by_policy.setdefault(row["policy"], []).append(int(row["update"]))
+    updates = next(iter(by_policy.values()))
+    gaps = [b - a for a, b in pairwise(updates)]
+    interval = gaps[0] if gaps else 0
+    regular = all(gap == interval for gap in gaps[:-1]) and (not gaps or 0 < gaps[-1] <= interval)
+    if updates[0] != 0 or not regular or any(other != updates for other in by_policy.values()):
+        listed = "; ".join(
+            f"{policy} at {', '.join(map(str, u[:6]))}{', ...' * (len(u) > 6)}" for policy, u in by_policy.items()
+        )
+        raise Unreadable(f"{EVAL_CSV}: evaluations ({listed}) are not the trainer's schedule")
 
 
 def write_results(results: SweepResults, path: Path) -> Path:
@@ -261,7 +311,7 @@ def format_problems(results: SweepResults) -> str:
     lines = []
     if problems:
         lines.append(f"{len(problems)} of {len(results.rows)} runs not drawn in full:")
-        for status, label in ((FAILED, "failed"), (UNREADABLE, "unreadable")):
+        for status, label in ((FAILED, "failed"), (UNREADABLE, "unreadable"), (SKIPPED, "skipped")):
             lines += [f"  {label}: {row['run']} ({row['reason']})" for row in problems if row["status"] == status]
         lines += [f"  no learning curve: {row['run']} ({row['reason']})" for row in problems if row["status"] == DONE]
         for status in (INTERRUPTED, MISSING):

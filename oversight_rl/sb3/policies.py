@@ -36,6 +36,9 @@ class ModulePolicy(ActorCriticPolicy):
 
     :param width: hidden units per layer of each expert, the gate and the value network
     :param depth: hidden layers per expert and in the value network
+    :param critic: the value network, ``"mlp"`` or ``"linear"`` (:data:`oversight_rl.core.policies.CRITICS`)
+    :param gate_net: the gate's network, ``"mlp"`` or ``"paper"`` (:data:`oversight_rl.core.policies.GATE_NETS`)
+    :param zero_bias: start every bias at zero (the authors' initialisation)
     :param kwargs: the other ``ActorCriticPolicy`` arguments; the network ones (``net_arch``, ``activation_fn``,
         ``ortho_init``, ``features_extractor_class``) do not apply, the module defines the networks
     """
@@ -49,6 +52,9 @@ class ModulePolicy(ActorCriticPolicy):
         lr_schedule: Schedule,
         width: int = 64,
         depth: int = 2,
+        critic: str = "mlp",
+        gate_net: str = "mlp",
+        zero_bias: bool = False,
         **kwargs: Any,
     ):
         if not isinstance(action_space, spaces.Discrete):
@@ -56,6 +62,7 @@ class ModulePolicy(ActorCriticPolicy):
         if not isinstance(observation_space, spaces.Box):
             raise ValueError(f"{type(self).__name__} needs a Box observation space, got {observation_space}")
         self.width, self.depth = width, depth  # read by _build, which the parent constructor calls
+        self.architecture = {"critic": critic, "gate_net": gate_net, "zero_bias": zero_bias}
         kwargs.setdefault("ortho_init", False)  # the module keeps torch's default initialisation, as natively
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
@@ -70,7 +77,20 @@ class ModulePolicy(ActorCriticPolicy):
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {**super()._get_constructor_parameters(), "width": self.width, "depth": self.depth}
+        return {**super()._get_constructor_parameters(), "width": self.width, "depth": self.depth, **self.architecture}
+
+    def _make_policy(self, obs_dim: int, num_actions: int, constant_gate: float | None = None) -> core.ActorCritic:
+        """The module of this policy's kind, built as the native trainer builds it (:func:`core.make_policy`)."""
+        return core.make_policy(
+            self.kind,
+            obs_dim,
+            self.width,
+            self.depth,
+            constant_gate,
+            num_actions=num_actions,
+            obs_shape=tuple(self.observation_space.shape),
+            **self.architecture,
+        )
 
     # ----- steering ----------------------------------------------------------------------------------------------
 
@@ -135,7 +155,7 @@ class MoePolicy(ModulePolicy):
         super().__init__(*args, **kwargs)
 
     def _make_module(self, obs_dim: int, num_actions: int) -> core.MoEPolicy:
-        return core.MoEPolicy(obs_dim, self.width, self.depth, num_actions, constant_gate=self.constant_gate)
+        return self._make_policy(obs_dim, num_actions, self.constant_gate)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return {**super()._get_constructor_parameters(), "constant_gate": self.constant_gate}
@@ -147,4 +167,4 @@ class SingleExpertPolicy(ModulePolicy):
     kind = "single"
 
     def _make_module(self, obs_dim: int, num_actions: int) -> core.SingleExpertPolicy:
-        return core.SingleExpertPolicy(obs_dim, self.width, self.depth, num_actions)
+        return self._make_policy(obs_dim, num_actions)

@@ -71,8 +71,8 @@ class RoutedRolloutBuffer(RolloutBuffer):
     :class:`EpisodeLabels` callback does it); ``compute_returns_and_advantage`` then fills ``routes``, ``verified``,
     ``unfinished`` and ``mc_returns``.
 
-    :param training_reward: ``any_terminal``, ``proxy`` or ``true`` (see
-    :func:`oversight_rl.core.returns.terminal_rewards`)
+    :param training_reward: ``any_terminal``, ``proxy``, ``true`` or a function of the same signature (see
+    :data:`oversight_rl.core.returns.REWARDS`)
         replaces the environment's reward; None keeps it
     :param bootstrap_timeouts: keep what SB3 adds to the reward of a step that truncates an episode (``gamma`` times
         the value of its last observation); False treats a time-out as an episode end worth 0, as the native trainer
@@ -307,7 +307,7 @@ class RoutedPPO(PPO):
         if spec.constant_gate is not None:
             kwargs["policy_kwargs"] = {"constant_gate": spec.constant_gate, **(kwargs.get("policy_kwargs") or {})}
         kwargs.setdefault("rollout_buffer_class", RoutedRolloutBuffer)
-        buffer_kwargs = {"training_reward": spec.reward, "bootstrap_timeouts": bootstrap_timeouts}
+        buffer_kwargs = {"training_reward": spec.reward_fn, "bootstrap_timeouts": bootstrap_timeouts}
         kwargs["rollout_buffer_kwargs"] = {**buffer_kwargs, **(kwargs.get("rollout_buffer_kwargs") or {})}
         self.method = method
         for name, value in own_loss_settings.items():  # gate_coef, filtering...: saved with the model

@@ -31,11 +31,12 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
-from oversight_rl.core.methods import Method, get_method
+from oversight_rl.core.methods import Method, architecture, get_method
 from oversight_rl.engine.config import TrainConfig
 from oversight_rl.engine.evaluate import eval_scalars, evaluate_variants, make_eval_env
-from oversight_rl.engine.plugins import check_loggers, close_loggers, logger_names, open_loggers
+from oversight_rl.engine.plugins import capture_video, check_loggers, close_loggers, logger_names, open_loggers
 from oversight_rl.rundir.files import (
+    SB3_CHECKPOINT,
     atomic_write_bytes,
     run_config,
     run_summary,
@@ -43,8 +44,6 @@ from oversight_rl.rundir.files import (
 from oversight_rl.rundir.writer import RunWriter
 from oversight_rl.sb3.routed_ppo import RoutedPPO, loss_keywords
 from oversight_rl.sb3.vec_env import make_batched_vec_env
-
-SB3_CHECKPOINT = "checkpoint.zip"
 
 
 def make_train_env(cfg: TrainConfig) -> VecEnv:
@@ -67,7 +66,12 @@ def make_model(cfg: TrainConfig, method: Method, env: VecEnv, run_dir: Path) -> 
         gamma=cfg.gamma,
         gae_lambda=cfg.gae_lambda,
         max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf,
-        policy_kwargs={"width": cfg.width, "depth": cfg.depth},
+        policy_kwargs={
+            "width": cfg.width,
+            "depth": cfg.depth,
+            **architecture(cfg),
+            "optimizer_kwargs": {"eps": cfg.adam_eps},  # SB3's own default for Adam is the default's 1e-5
+        },
         tensorboard_log=str(run_dir / "tensorboard") if cfg.tensorboard else None,
         seed=cfg.seed,
         device=cfg.device,
@@ -154,6 +158,7 @@ class RunRecorder(BaseCallback):
         if final or update % self.eval_interval == 0:
             self.evaluate_all(update)
             self.save()
+            capture_video(self.cfg, self.run_dir, update * self.steps_per_update)
         self.clock = time.perf_counter()
 
     def stamp(self, update: int) -> dict:

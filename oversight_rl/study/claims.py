@@ -12,6 +12,13 @@ statistic. The verdict is
 and ``too few runs`` below :data:`MIN_RUNS` runs in a compared group (one run's interval is a point), ``no data``
 without any. "Matches" and "on par" claims are tested for non-inferiority or equivalence within a margin of
 :data:`MARGIN` true return (about six standard errors of one evaluation at 2048 environments).
+
+The budget sweep's claims are read at the budgets they are about, named in each row's test: a claim about a ceiling
+or a peak at the budget where that method's mean over seeds is highest (:meth:`Evidence.best_budget`; a choice among
+the ladder's budgets, made the same way for each side), "the oracle needs 3-4x more steps to match routing" from
+routing's best budget B among those with 4B on the ladder, and "once naive has had time to hack" at the longest
+budget. Routing is the paper's estimator throughout (main-default, budget), but for one row that reads the ceiling
+under the unbiased estimator (budget-routing's runs, the budget sweep's seeds).
 """
 
 from __future__ import annotations
@@ -93,15 +100,45 @@ class Evidence:
     ablations: SweepResults
     budget: list[dict] = field(default_factory=list)
     nearest_terminal: float = math.nan
+    budget_routing: list[dict] = field(default_factory=list)
+    """Routing's budget rows under the unbiased estimator (the part budget-routing: the budget sweep's seeds)."""
 
     def final(self, results: SweepResults, method: str, oversight: float, metric: str = "true_return") -> np.ndarray:
         return stats.finite(final_values(results.rows_at(method, oversight), metric))
 
-    def at_budget(self, method: str, label: str, metric: str = "true_return") -> dict[int, float]:
-        """``{seed: value}`` of ``method``'s evaluations at the budget named ``label`` (1M, ..., 32M)."""
-        rows = [r for r in self.budget if r["method"] == method and r["budget_label"] == label]
-        values = {r["seed"]: r.get(metric) for r in rows if r["status"] == "done"}
+    def at_budget(
+        self, method: str, label: str | None, metric: str = "true_return", rows: list[dict] | None = None
+    ) -> dict[int, float]:
+        """``{seed: value}`` of ``method``'s evaluations at the budget named ``label`` (1M, ..., 32M) among ``rows``
+        (the budget sweep's by default); empty when ``label`` is None."""
+        rows = self.budget if rows is None else rows
+        mine = [r for r in rows if r["method"] == method and r["budget_label"] == label]
+        values = {r["seed"]: r.get(metric) for r in mine if r["status"] == "done"}
         return {seed: float(v) for seed, v in values.items() if v is not None and math.isfinite(float(v))}
+
+    @property
+    def labels(self) -> list[str]:
+        """The budget sweep's budgets by name, smallest first (each twice the last)."""
+        smallest: dict[str, float] = {}
+        for row in self.budget:
+            smallest[row["budget_label"]] = min(row["budget"], smallest.get(row["budget_label"], math.inf))
+        return sorted(smallest, key=smallest.get)
+
+    def later(self, label: str | None, doublings: int) -> str | None:
+        """The budget ``2 ** doublings`` times ``label`` (None past the ladder's end, or for None)."""
+        if label not in self.labels:
+            return None
+        index = self.labels.index(label) + doublings
+        return self.labels[index] if index < len(self.labels) else None
+
+    def best_budget(self, method: str, rows: list[dict] | None = None, room: int = 0) -> str | None:
+        """The budget at which ``method``'s mean over seeds is highest (the first on a tie): where a claim about its
+        ceiling or its peak reads it. ``room`` keeps that many doublings of the ladder after it. None without a
+        budget that has :data:`MIN_RUNS` runs."""
+        labels = self.labels[: len(self.labels) - room]
+        means = {label: values(self.at_budget(method, label, rows=rows)) for label in labels}
+        means = {label: v.mean() for label, v in means.items() if v.size >= MIN_RUNS}
+        return max(means, key=means.get) if means else None
 
 
 def mean_of(x: np.ndarray) -> Measurement:
@@ -139,9 +176,13 @@ class Claim:
     """A claim as its source states it, how it is measured here, the statistic and the region it claims."""
 
     claim: str
-    test: str
+    test: str | Callable[[Evidence], str]
+    """How it is measured; a function of the evidence where it names budgets read off the runs."""
     measure: Callable[[Evidence], Measurement]
     region: Callable[[Evidence], Region]
+
+    def describe_test(self, evidence: Evidence) -> str:
+        return self.test(evidence) if callable(self.test) else self.test
 
 
 def above(value: float) -> Callable[[Evidence], Region]:
@@ -160,7 +201,102 @@ def below_nearest(evidence: Evidence) -> Region:
     return Region(high=evidence.nearest_terminal)
 
 
-MID, LONG, SHORT = "8M", "32M", "1M"  # budgets the budget claims compare
+def longest(evidence: Evidence) -> str | None:
+    """The budget sweep's longest budget: where "once naive has had time to hack" is read."""
+    return evidence.labels[-1] if evidence.labels else None
+
+
+def named(label: str | None) -> str:
+    return label or "none yet"
+
+
+def routing_rows(evidence: Evidence, unbiased: bool) -> list[dict] | None:
+    """Routing's budget rows: budget-routing's (the unbiased estimator) with ``unbiased``, else the budget sweep's."""
+    return evidence.budget_routing if unbiased else None
+
+
+def routing_at(evidence: Evidence, label: str | None, unbiased: bool = False) -> np.ndarray:
+    return values(evidence.at_budget("routing", label, rows=routing_rows(evidence, unbiased)))
+
+
+def oracle_at(evidence: Evidence, label: str | None) -> np.ndarray:
+    return values(evidence.at_budget("oracle", label))
+
+
+# "Oracle filtering needs 3-4x more steps to match routing" is read at routing's performance where it is best (among
+# the budgets B with 4B still on the ladder). The oracle trains 10% of each budget, so at kB it has seen k times the
+# labeled episodes routing has at B.
+
+
+def steps_to_match(evidence: Evidence) -> tuple[str | None, str | None, str | None]:
+    """Routing's best budget B with room for 4B on the ladder, 2B and 4B."""
+    routing = evidence.best_budget("routing", room=2)
+    return routing, evidence.later(routing, 1), evidence.later(routing, 2)
+
+
+def more_than_twice(evidence: Evidence) -> Measurement:
+    routing, twice, _ = steps_to_match(evidence)
+    return improvement_of(routing_at(evidence, routing), oracle_at(evidence, twice))
+
+
+def more_than_twice_test(evidence: Evidence) -> str:
+    routing, twice, _ = map(named, steps_to_match(evidence))
+    return f"P(routing at its best budget B up to a quarter of the longest ({routing}) > oracle at 2B ({twice}))"
+
+
+def at_most_four_times(evidence: Evidence) -> Measurement:
+    routing, _, four_times = steps_to_match(evidence)
+    return difference_of(oracle_at(evidence, four_times), routing_at(evidence, routing))
+
+
+def at_most_four_times_test(evidence: Evidence) -> str:
+    routing, _, four_times = map(named, steps_to_match(evidence))
+    return f"oracle at 4B ({four_times}) minus routing at B ({routing}), not below -{MARGIN:g}"
+
+
+# A ceiling is read where each method is best: the budget of its highest mean over seeds (chosen among the ladder's
+# budgets, which favours each side equally).
+
+
+def ceiling_gap(unbiased: bool = False) -> Callable[[Evidence], Measurement]:
+    def measure(evidence: Evidence) -> Measurement:
+        routing = evidence.best_budget("routing", routing_rows(evidence, unbiased))
+        oracle = evidence.best_budget("oracle")
+        return difference_of(oracle_at(evidence, oracle), routing_at(evidence, routing, unbiased))
+
+    return measure
+
+
+def ceiling_test(unbiased: bool = False) -> Callable[[Evidence], str]:
+    def describe(evidence: Evidence) -> str:
+        routing = named(evidence.best_budget("routing", routing_rows(evidence, unbiased)))
+        oracle = named(evidence.best_budget("oracle"))
+        which = "budget-routing's routing (unwatched_baseline)" if unbiased else "routing"
+        return f"oracle at its best budget ({oracle}) minus {which} at its best ({routing}), in [0.1, 0.3]"
+
+    return describe
+
+
+def naive_degrades(evidence: Evidence) -> Measurement:
+    return paired_difference_of(
+        evidence.at_budget("naive", longest(evidence)), evidence.at_budget("naive", evidence.best_budget("naive"))
+    )
+
+
+def naive_degrades_test(evidence: Evidence) -> str:
+    end, best = named(longest(evidence)), named(evidence.best_budget("naive"))
+    return f"naive at the longest budget ({end}) minus naive at its best ({best}), same runs, below 0"
+
+
+def beats_hacked_naive(evidence: Evidence) -> Measurement:
+    label = longest(evidence)
+    return improvement_of(routing_at(evidence, label), values(evidence.at_budget("naive", label)))
+
+
+def beats_hacked_naive_test(evidence: Evidence) -> str:
+    return f"P(routing > naive) at the longest budget ({named(longest(evidence))})"
+
+
 CLAIMS = (
     Claim(
         "Routing reaches nontrivial return at 1% oversight",
@@ -214,20 +350,21 @@ CLAIMS = (
     ),
     Claim(
         "At 10%, oracle filtering needs about 3-4x more steps to match routing: more than 2x",
-        f"P(routing at {MID} > oracle at 16M), budget sweep",
-        lambda e: improvement_of(values(e.at_budget("routing", MID)), values(e.at_budget("oracle", "16M"))),
+        more_than_twice_test,
+        more_than_twice,
         above(0.5),
     ),
-    Claim(
-        "(the same: at most 4x)",
-        f"oracle at {LONG} minus routing at {MID}, not below -{MARGIN:g}, budget sweep",
-        lambda e: difference_of(values(e.at_budget("oracle", LONG)), values(e.at_budget("routing", MID))),
-        above(-MARGIN),
-    ),
+    Claim("(the same: at most 4x)", at_most_four_times_test, at_most_four_times, above(-MARGIN)),
     Claim(
         "Routing's ceiling is about 0.2 below the oracle's",
-        f"oracle minus routing at {LONG}, budget sweep, in [0.1, 0.3]",
-        lambda e: difference_of(values(e.at_budget("oracle", LONG)), values(e.at_budget("routing", LONG))),
+        ceiling_test(),
+        ceiling_gap(),
+        lambda e: Region(0.1, 0.3),
+    ),
+    Claim(
+        "(the same, routing with the unbiased estimator)",
+        ceiling_test(unbiased=True),
+        ceiling_gap(unbiased=True),
         lambda e: Region(0.1, 0.3),
     ),
     Claim(
@@ -248,16 +385,11 @@ CLAIMS = (
         lambda e: difference_of(e.final(e.ablations, "naive_early_stop", 0.1), e.final(e.ablations, "routing", 0.1)),
         lambda e: Region(-MARGIN, MARGIN),
     ),
-    Claim(
-        "(reference) Naive training degrades as it learns to hack",
-        f"naive at {LONG} minus naive at {SHORT}, same runs (constant learning rate), below 0",
-        lambda e: paired_difference_of(e.at_budget("naive", LONG), e.at_budget("naive", SHORT)),
-        below(0.0),
-    ),
+    Claim("(reference) Naive training degrades as it learns to hack", naive_degrades_test, naive_degrades, below(0.0)),
     Claim(
         "Routing beats naive training once naive has had time to hack",
-        f"P(routing > naive) at {LONG}, constant learning rate",
-        lambda e: improvement_of(values(e.at_budget("routing", LONG)), values(e.at_budget("naive", LONG))),
+        beats_hacked_naive_test,
+        beats_hacked_naive,
         above(0.5),
     ),
 )
@@ -272,7 +404,7 @@ def claim_rows(evidence: Evidence, claims: tuple[Claim, ...] = CLAIMS) -> list[d
         rows.append(
             {
                 "claim": claim.claim,
-                "test": claim.test,
+                "test": claim.describe_test(evidence),
                 "claimed": region.describe(),
                 "estimate": estimate,
                 "low": low,

@@ -3,15 +3,18 @@
 of how many runs it holds, and a figure is drawn once a part has a finished run.
 
 A part whose committed CSV holds more finished runs than its sweep directory has here (a fresh clone has no sweep
-directories) is *kept*: its CSV, figures and section are left as they are, and one line says so. The ablations are
-kept with main-default, since their section and figure show main-default's routing and naive runs. The claims are
-computed from the rows the CSVs publish, kept or rebuilt, so a kept part's committed rows still count in them.
+directories) is *kept*: its CSV, figures and section are left as they are (but for the command, restated), and one
+line says so. The ablations are kept with main-default, since their section and figure show main-default's routing
+and naive runs. The claims are computed from the rows the CSVs publish, kept or rebuilt, so a kept part's committed
+rows still count in them.
 ``force`` rebuilds every part from the runs that exist.
 
 Written into ``docs``: ``results_<part>.csv`` (one row per planned run, or per run and budget in the parts reported
 against the budget: budget and paper), ``results_<part>_mixtures.csv`` (those parts' routing runs: each policy they
 evaluate), ``results_claims.csv``, ``img/<part>/*.png``, and in ``results.md`` one generated section per part plus
-``claims``.
+``summary`` (the headline, :mod:`oversight_rl.study.summary`), ``claims`` and ``estimators``. Each part's section
+prints its sweep command on the devices its runs were trained on (:mod:`oversight_rl.study.commands`); a kept part's
+section keeps its tables and figures, and only that command is restated.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from oversight_rl.rundir.gather import SweepResults, gather_points
 from oversight_rl.rundir.status import DONE
 from oversight_rl.study.budget import budget_rows
 from oversight_rl.study.claims import CLAIM_COLUMNS, Evidence, claim_rows, claims_table
-from oversight_rl.study.reproduce import Part, ReproduceConfig, command_line, part_base, skip_reason, sweep_dir
+from oversight_rl.study.commands import command_block, kept_section, published_devices
+from oversight_rl.study.reproduce import Part, ReproduceConfig, part_base, skip_reason, sweep_dir
+from oversight_rl.study.summary import SUMMARY, summary_section
 
 RESULTS_MD = "results.md"
 CLAIMS = "claims"
@@ -41,6 +46,9 @@ ESTIMATOR_PARTS = {
     "main-routed-no-baseline": "routed_no_baseline",
 }
 """The main-grid parts of routing under each routed estimator (main-default's is the paper's)."""
+HEADLINE_ROUTING = ("unwatched_baseline", "shared_baseline", "routed_no_baseline")
+"""Routing's rows of the summary, the default estimator first."""
+BASELINES = ("filtering", "naive", "oracle")
 MIXTURE_POLICIES = {"trained": "trained mixture", "diamond": "Diamond expert", "ghost": "Ghost expert"}
 """A mixture run's evaluated policies, as the budget section names them."""
 
@@ -77,8 +85,7 @@ def header(part: Part, config: ReproduceConfig, rows: list[dict], title: str | N
     reason = skip_reason(part)
     if reason:
         lines.append(f"Not trained yet: {reason}.")
-    lines += ["", "```bash", command_line(part, config), "```", ""]
-    return lines
+    return [*lines, "", command_block(part, config, published_devices(part, config)), ""]
 
 
 def figure_lines(paths: list[Path], docs: Path) -> list[str]:
@@ -158,10 +165,20 @@ def regenerate(parts: dict[str, Part], config: ReproduceConfig, say: Callable[[s
     )
     budget = parts["budget"]
     budget_published = published(budget, docs, kept, ladder_rows["budget"])
-    sections[CLAIMS] = claims_part(main, ablations, budget_published, part_references(budget, config), docs)
+    unbiased_budget = published(parts["budget-routing"], docs, kept, ladder_rows["budget-routing"])
+    references = part_references(budget, config)
+    sections[CLAIMS] = claims_part(main, ablations, budget_published, unbiased_budget, references, docs)
     by_part = {name: published(parts[name], docs, kept, results[name].rows) for name in ESTIMATOR_PARTS}
-    sections[ESTIMATORS] = estimators_section(estimator_results(by_part))
-    ordered = {name: sections[name] for name in (CLAIMS, *parts, ESTIMATORS) if name in sections}
+    estimators = estimator_results(by_part)
+    sections[ESTIMATORS] = estimators_section(estimators)
+    tuned = SweepResults(published(parts["main-tuned"], docs, kept, results["main-tuned"].rows))
+    sections[SUMMARY] = headline(estimators, tuned, budget_published, unbiased_budget)
+    text = (docs / RESULTS_MD).read_text() if (docs / RESULTS_MD).exists() else ""
+    for name in kept:  # tables and figures as committed, the command restated
+        body = kept_section(text, parts[name], config)
+        if body is not None:
+            sections[name] = body
+    ordered = {name: sections[name] for name in (SUMMARY, CLAIMS, *parts, ESTIMATORS) if name in sections}
     path = report.update_generated(docs / RESULTS_MD, ordered)
     say(f"tables: {path}")
     return path
@@ -175,6 +192,20 @@ def estimator_results(rows_by_part: dict[str, list[dict]]) -> SweepResults:
         routing = (row for row in rows_by_part[part] if row["method"] == "routing")
         rows += [{**row, "method": f"routing ({estimator})"} for row in routing]
     return SweepResults(rows, [])
+
+
+def headline(estimators: SweepResults, tuned: SweepResults, budget: list[dict], unbiased_budget: list[dict]) -> str:
+    """The summary at the top of results.md (:mod:`oversight_rl.study.summary`): the main grid with routing under each
+    estimator, the tuned grid, and the budget study's longest budget with routing under the paper's estimator and the
+    default one."""
+    routing = [f"routing ({estimator})" for estimator in HEADLINE_ROUTING]
+    paper, unbiased = (f"routing ({estimator})" for estimator in ("shared_baseline", "unwatched_baseline"))
+    budget_rows = [{**row, "method": paper} if row["method"] == "routing" else row for row in budget]
+    budget_rows += [{**row, "method": unbiased} for row in unbiased_budget if row["method"] == "routing"]
+    tuned_methods = [m for m in ("routing", *BASELINES) if m in tuned.methods]
+    return summary_section(
+        estimators, [*routing, *BASELINES], tuned, tuned_methods, budget_rows, [unbiased, paper, *BASELINES]
+    )
 
 
 def estimators_section(results: SweepResults) -> str:
@@ -288,13 +319,21 @@ def budget_part(part: Part, config: ReproduceConfig, rows: list[dict], say) -> s
     return budget_section(part, config, rows, mixtures, figures)
 
 
-def claims_part(main: SweepResults, ablations: SweepResults, budget: list[dict], references: dict, docs: Path) -> str:
+def claims_part(
+    main: SweepResults,
+    ablations: SweepResults,
+    budget: list[dict],
+    unbiased_budget: list[dict],
+    references: dict,
+    docs: Path,
+) -> str:
     """The claims' CSV; returns their section."""
     evidence = Evidence(
         main=main,
         ablations=ablation_results(main, ablations),
         budget=budget,
         nearest_terminal=references.get("nearest terminal", float("nan")),
+        budget_routing=unbiased_budget,
     )
     claims = claim_rows(evidence)
     report.write_rows(docs / "results_claims.csv", claims, CLAIM_COLUMNS)
@@ -307,8 +346,13 @@ def claims_section(rows: list[dict], references: dict) -> str:
         "Each claim is measured by one statistic with its 95% bootstrap CI; the verdict is computed from where the CI"
         " lies against the claimed region (oversight_rl/study/claims.py): *supported* inside it, *contradicted*"
         " outside it,"
-        " *inconclusive* across its edge, *too few runs* below 3 runs per group. Main-grid claims use main-default;"
-        " budget claims the budget sweep (constant learning rate)."
+        " *inconclusive* across its edge, *too few runs* below 3 runs per group. Main-grid claims use main-default"
+        " (routing with the paper's estimator, `shared_baseline`: the claims are about the paper's method); budget"
+        " claims the budget sweep (10% oversight, constant learning rate), each read at the budgets it is about: a"
+        " ceiling or a peak at the budget where that method's mean over seeds is highest, the oracle's steps to"
+        " match routing from routing's best budget B (up to a quarter of the longest, so that 4B is measured), and"
+        ' "once naive has had time to hack" at the longest budget. One row reads the ceiling with routing under the'
+        " unbiased estimator (budget-routing, the same seeds)."
         + (f" The nearest-terminal score is {nearest:.3f}." if nearest is not None else ""),
         "",
         claims_table(rows),

@@ -14,7 +14,8 @@ budget          10% oversight, constant learning rate, the 4 methods x 5 seeds, 
                 the oracle's is 983,040, of which it trains 12 windows)
 ablations       10% oversight, no_routing constant_gate naive_early_stop x 10 seeds (routing and naive at 10% come
                 from main-default)
-paper           ``--preset paper``, 10% oversight, the 4 methods x 3 seeds, one run each at ``--paper-env-steps``
+paper           ``--preset paper`` with the networks it had when this part ran (:data:`PAPER_BEFORE_AUTHORS`),
+                10% oversight, the 4 methods x 3 seeds, one run each at ``--paper-env-steps``
                 (default 32,768,000: 2,000 of the paper's 20,000 updates); the paper's learning rate is constant,
                 so like the budget part it reports final values at each budget of the ladder 1M, 2M, ... that its
                 runs reach, and a run on its way counts at the budgets it has passed
@@ -44,6 +45,7 @@ from oversight_rl.core.methods import get_method
 from oversight_rl.engine.config import PAPER, TrainConfig, preset_config, setting_flags, tuned_config, with_overrides
 from oversight_rl.experiments.ladders import Ladder, fitting_ladders
 from oversight_rl.experiments.sweep import DEFAULT_METHODS, DEFAULT_OVERSIGHT, SweepConfig, SweepReport, run_sweep
+from oversight_rl.rundir.files import check_directory, error_message
 
 PartName = Literal[
     "main-default",
@@ -72,8 +74,14 @@ UNBIASED = {"routed_advantage": "unwatched_baseline"}
 """The unbiased routed estimator with the least variance, which the routing parts added with it compare with the
 paper's."""
 ROUTED_NO_BASELINE = {"routed_advantage": "routed_no_baseline"}
+PAPER_BEFORE_AUTHORS = {"critic": "mlp", "gate_net": "mlp", "zero_bias": False, "adam_eps": 1e-5, "vf_coef": 0.5}
+"""The networks, Adam epsilon and value coefficient ``--preset paper`` had before it followed the authors' code,
+pinned in the paper part, which was run with them, so that it resumes as run."""
 """The estimator without a baseline on labeled samples only: biased, but the best of four in a pilot."""
 SWEEP_SCRIPT = "scripts/sweep_oversight.py"
+CPU, GPU = ("cpu",), ("cuda",)
+"""Where a part's committed runs were trained (:attr:`Part.trained_on`): the reference machine's CPU, or one NVIDIA
+H200 (docs/results.md, "Where the runs below were trained")."""
 
 
 @dataclass
@@ -105,6 +113,7 @@ class ReproduceConfig:
     holds more finished runs (without it such a part is kept as committed)."""
 
     def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad flag, before anything is trained or written (the docs too)."""
         unknown = [p for p in self.parts if p not in PART_NAMES]
         checks = [
             (not unknown, f"--parts must be among {', '.join(PART_NAMES)}, got {unknown[0] if unknown else ''!r}"),
@@ -119,6 +128,9 @@ class ReproduceConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        TrainConfig(device=self.device).validate_device()  # every part's runs take it, and its published command
+        check_directory(Path(self.root), "--root")
+        check_directory(Path(self.docs), "--docs")
 
 
 @dataclass(frozen=True)
@@ -130,6 +142,10 @@ class Part:
         directory: the sweep directory's name under ``root``; empty means ``name``.
         ladders: each method's budgets read from its runs (parts whose runs have a constant learning rate, reported
             against the budget: budget and paper; see :mod:`oversight_rl.study.budget`).
+        trained_on: the devices (``--device``) the committed results were trained on, in order (a part resumed on
+            another device names both); empty for a part not run yet. results.md's command states them where the
+            part's section is kept as committed; otherwise it states what the part's sweep directory records
+            (:func:`oversight_rl.study.commands.recorded_devices`), and a test checks that the two agree.
     """
 
     name: str
@@ -141,6 +157,7 @@ class Part:
     settings: dict = field(default_factory=dict)
     directory: str = ""
     ladders: dict[str, Ladder] | None = None
+    trained_on: tuple[str, ...] = ()
 
     @property
     def slug(self) -> str:
@@ -170,13 +187,14 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
     one_percent = (0.01,)
     paper = dict(preset="paper", methods=DEFAULT_METHODS, seeds=3)
     steps = config.paper_env_steps
-    paper_settings = {"total_env_steps": steps, "eval_every": PAPER_EVAL_EVERY}
+    paper_settings = {"total_env_steps": steps, "eval_every": PAPER_EVAL_EVERY, **PAPER_BEFORE_AUTHORS}
     parts = [
         Part(
             "main-default",
             "every method at every oversight level, default settings, routing with the paper's estimator",
             **main,
             settings=SHARED_BASELINE,
+            trained_on=GPU,
         ),
         Part(
             "main-tuned",
@@ -184,6 +202,7 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             **main,
             preset="tuned",
             settings=SHARED_BASELINE,
+            trained_on=CPU,
         ),
         Part(
             "budget",
@@ -193,8 +212,11 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             BUDGET_SEEDS,
             settings={**BUDGET, **SHARED_BASELINE},
             ladders=ladders,
+            trained_on=(*GPU, *CPU),  # to 10-14M steps on a GPU, then resumed on the CPU
         ),
-        Part("ablations", "ablations at 10% oversight", (0.1,), ABLATIONS, 10, settings=SHARED_BASELINE),
+        Part(
+            "ablations", "ablations at 10% oversight", (0.1,), ABLATIONS, 10, settings=SHARED_BASELINE, trained_on=GPU
+        ),
         Part(
             "paper",
             f"the paper's settings (constant learning rate) at 10% oversight: final values against the budget, up"
@@ -204,6 +226,7 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             settings=paper_settings,
             directory=f"paper-{steps / 1e6:.4g}M",
             ladders=fitting_ladders(part_base("paper", paper_settings), DEFAULT_METHODS, 0.1),
+            trained_on=CPU,
         ),
         Part(
             "main-routing",
@@ -213,6 +236,7 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             ("routing",),
             10,
             settings=UNBIASED,
+            trained_on=CPU,
         ),
         Part(
             "main-routed-no-baseline",
@@ -222,6 +246,7 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             ("routing",),
             10,
             settings=ROUTED_NO_BASELINE,
+            trained_on=CPU,
         ),
         Part(
             "budget-routing",
@@ -232,6 +257,7 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             BUDGET_SEEDS,
             settings=budget_unbiased,
             ladders=fitting_ladders(part_base("default", budget_unbiased), ("routing",), BUDGET_OVERSIGHT),
+            trained_on=CPU,
         ),
         Part(
             "budget-1pct",
@@ -371,8 +397,8 @@ def train_parts(parts: dict[str, Part], config: ReproduceConfig, say: Callable[[
         say(f"{name}: {command_line(part, config)}")
         try:
             report: SweepReport = run_sweep(sweep_config(part, config))
-        except ValueError as error:
-            say(f"{name}: error: {' '.join(str(error).split())}")
+        except (ValueError, OSError) as error:  # OSError: a full or read-only disk
+            say(f"{name}: error: {error_message(error)}")
             ok = False
             continue
         say(f"{name}: {report.summary_line()}")

@@ -16,6 +16,7 @@ violet (``plots.VARIANT_COLORS``).
 from __future__ import annotations
 
 import textwrap
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,13 +41,19 @@ from oversight_rl.engine.deploy import LoadedPolicy, load_policy  # noqa: E402
 from oversight_rl.rundir.files import CONFIG, read_json  # noqa: E402
 
 Cell = tuple[int, int]
-VARIANT_TITLES = {"diamond": "Diamond expert", "ghost": "Ghost expert", "trained": "trained policy"}
+VARIANT_TITLES = {
+    "diamond": "Diamond expert",
+    "ghost": "Ghost expert",
+    "trained": "trained policy",
+    "best": "best checkpoint",
+}
 PANEL_COLORS = {name: tuple(round(255 * c) for c in to_rgb(color)) for name, color in VARIANT_COLORS.items()}
 FLOOR, WALL = "#f2f2f2", "#646464"  # the move map's floor (light, under the arrows) and MiniGrid's wall grey
 TILE_PIXELS = 32  # MiniGrid's default tile size: the GIF's native frames match its MiniGrid ones
 MAX_FPS = 50.0  # GIF frames last whole hundredths of a second, and viewers slow down frames shorter than 0.02 s
 OUTCOMES = {Terminal.DIAMOND: "reached the Diamond", Terminal.GHOST: "reached a Ghost", Terminal.NONE: "timed out"}
 HOLD_FRAMES = 3  # extra frames that show how each episode ended
+CAPTURED_EPISODES = 3  # per --capture-video recording: a glimpse at each evaluation, quick to draw
 
 
 @dataclass(frozen=True)
@@ -334,13 +341,18 @@ def play_episode(env: gym.Env, policy: LoadedPolicy, seed: int, rng: np.random.G
 
 
 def play_side_by_side(
-    run: RunEnvironment, run_dir: str | Path, episodes: int, seed: int, oversight: float | None
+    run: RunEnvironment,
+    run_dir: str | Path,
+    episodes: int,
+    seed: int,
+    oversight: float | None,
+    variants: Sequence[str],
 ) -> list[dict[str, Frame]]:
-    """Each pictured policy plays the same seeded episodes; returns one ``{variant: frame}`` per time step, a
-    finished episode holding its last frame until the longest one ends."""
+    """Each of the policies ``variants`` plays the same seeded episodes; returns one ``{variant: frame}`` per time
+    step, a finished episode holding its last frame until the longest one ends."""
     timeline: list[dict[str, Frame]] = []
     env = run.make_env(oversight, render=True)
-    policies = {variant: load_policy(run_dir, variant) for variant in run.variants}
+    policies = {variant: load_policy(run_dir, variant) for variant in variants}
     for episode in range(episodes):
         played = {}
         for variant, policy in policies.items():
@@ -360,14 +372,25 @@ def behaviour_gif(
     oversight: float | None = None,
     fps: float = 4.0,
     env_id: str | None = None,
+    variants: Sequence[str] | None = None,
 ) -> Path:
-    """A GIF of the pictured policies playing ``episodes`` seeded episodes side by side (same layouts in every
-    panel), on the run's environment (or ``env_id``) at its oversight (or ``oversight``)."""
+    """A GIF of the pictured policies (or ``variants``) playing ``episodes`` seeded episodes side by side (same
+    layouts in every panel), on the run's environment (or ``env_id``) at its oversight (or ``oversight``)."""
     check_gif_settings(episodes, oversight, fps)
     run = RunEnvironment.of(run_dir, env_id)
-    timeline = play_side_by_side(run, run_dir, episodes, seed, oversight)
-    frames = [compose_frame(step, run.variants, run.header(oversight)) for step in timeline]
+    variants = tuple(variants or run.variants)
+    timeline = play_side_by_side(run, run_dir, episodes, seed, oversight, variants)
+    frames = [compose_frame(step, variants, run.header(oversight)) for step in timeline]
     return write_gif(frames, path, fps)
+
+
+def deployed_gif(run_dir: str | Path, path: str | Path, seed: int = 0, episodes: int = CAPTURED_EPISODES) -> Path:
+    """A GIF of the deployed policy alone, from the run's latest checkpoint, playing ``episodes`` seeded episodes:
+    what ``--capture-video`` records at each evaluation. The run is unfinished then, which loading would warn of."""
+    deployed = get_method(RunEnvironment.of(run_dir).method).deploy
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return behaviour_gif(run_dir, path, episodes, seed, variants=(deployed,))
 
 
 def check_gif_settings(episodes: int, oversight: float | None, fps: float) -> None:

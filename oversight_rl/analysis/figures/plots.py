@@ -7,6 +7,7 @@ Every figure states how many seeds each point has, keeps its legend outside the 
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from oversight_rl.analysis.stats import (  # noqa: E402
     seed_band,
 )
 from oversight_rl.core.methods import get_method  # noqa: E402
-from oversight_rl.rundir.files import SUMMARY, read_json  # noqa: E402
+from oversight_rl.rundir.files import SUMMARY, atomic_write_bytes, read_json  # noqa: E402
 from oversight_rl.rundir.gather import SweepResults
 from oversight_rl.rundir.readers import read_evaluations  # noqa: E402
 from oversight_rl.rundir.status import DONE  # noqa: E402
@@ -77,13 +78,18 @@ def legend_outside(ax, handles) -> None:
 
 
 def save(fig, path: Path, notes: list[str], dpi: int = 120) -> Path:
-    """Save with the notes (if any) as a caption under the figure, then close it."""
+    """Save with the notes (if any) as a caption under the figure, then close it. The file is written atomically:
+    a full disk leaves no half-written figure, and its error names the file."""
     if notes:
         fig.text(0.01, 0, "\n".join(notes), fontsize=7, va="top", ha="left", wrap=True)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    image = io.BytesIO()
+    try:
+        fig.savefig(image, format=path.suffix.removeprefix(".") or "png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, image.getvalue())
     return path
 
 
