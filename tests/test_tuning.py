@@ -4,6 +4,7 @@ parameters, and the one-line errors. Budgets are tiny: these check plumbing, not
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import sys
@@ -220,3 +221,20 @@ def test_publish_writes_the_table_and_merges_the_presets(published, tmp_path, mo
     assert [row["method"] for row in read_csv(published["csv"])] == ["naive"]
     presets = json.loads(published["presets"].read_text())["methods"]
     assert presets["filtering"] == kept and presets["naive"]["trials"] == 1
+
+
+def test_publishing_one_method_keeps_the_other_methods_rows(published, tmp_path, monkeypatch):
+    """A study of one method (routing under a new estimator, say) replaces that method's rows of docs/tuning.csv and
+    leaves every other method's rows as they were written."""
+    published["csv"].parent.mkdir(parents=True)
+    header = "method,trial,lr,objective\n"
+    others = "filtering,0,0.001,0.5\nfiltering,1,0.0003,0.25\nnaive,0,0.002,0.125\nnaive,1,0.004,0.0625\n"
+    published["csv"].write_text(header + others)
+    monkeypatch.setattr(tuning, "MIN_TRIALS", 1)
+    assert tune_cli.main([*TINY, *SMALL, "--methods", "naive", "--out", str(tmp_path / "t"), "--publish"]) == 0
+    with published["csv"].open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["method"] for row in rows] == ["filtering", "filtering", "naive"]
+    kept = [(row["trial"], row["lr"], row["objective"]) for row in rows[:2]]
+    assert kept == [("0", "0.001", "0.5"), ("1", "0.0003", "0.25")]  # as written, not reformatted
+    assert rows[2]["lr"] != "0.002"  # naive's earlier row replaced by this study's

@@ -21,7 +21,9 @@ Optuna is imported only here (``pip install -e '.[tune]'``).
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -375,6 +377,23 @@ def run_locked(tune: TuneConfig) -> dict[str, int]:
     targets = [(tune.csv_path, tune.presets_path)] + ([(PUBLISHED_CSV, TUNED_PRESETS)] if tune.publish else [])
     for csv_path, presets_path in targets:
         csv_path.parent.mkdir(parents=True, exist_ok=True)
-        write_csv(csv_path, rows)
+        write_csv(csv_path, merged_rows(csv_path, rows))
         write_presets(presets, presets_path)
     return ran
+
+
+def merged_rows(path: Path, rows: list[dict]) -> list[dict]:
+    """The trial table at ``path`` with the rows of the methods in ``rows`` replaced by those, in place, and the
+    other methods' rows kept as written (a study that tunes one method publishes that method alone)."""
+    by_method: dict[str, list[dict]] = {}
+    for row in rows:
+        by_method.setdefault(row["method"], []).append(row)
+    with path.open(newline="") if path.exists() else io.StringIO() as file:  # as written: no number reformatted
+        merged = []
+        for row in csv.DictReader(file):
+            if row["method"] not in by_method:
+                merged.append(row)
+            elif not any(kept["method"] == row["method"] for kept in merged):
+                merged += by_method[row["method"]]  # the new rows where the method's first row was
+    placed = {row["method"] for row in merged}
+    return merged + [row for method, new in by_method.items() if method not in placed for row in new]
