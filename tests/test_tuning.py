@@ -142,6 +142,18 @@ def test_a_method_gets_no_preset_before_its_trials_are_complete(tmp_path):
     assert tuning.preset_entries(storage, 2) == {}
 
 
+def test_a_tuning_recorded_before_a_setting_existed_resumes(tmp_path, monkeypatch):
+    """A study recorded without a setting added since (its value then: ADDED_SETTINGS) resumes, as sweeps do."""
+    assert tune(tmp_path, "--methods", "naive") == 0
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'tuning' / tuning.STORAGE}")
+    study = tuning.studies(storage)["naive"]
+    record = study.user_attrs["tuning"]
+    record["train"].pop("label_noise")  # as recorded before --label-noise existed
+    study.set_user_attr("tuning", record)
+    assert tune(tmp_path, "--methods", "naive", "--trials", "2") == 0
+    assert tune(tmp_path, "--methods", "naive", "--trials", "3", "--label-noise", "0.1") == 2  # another value: refused
+
+
 def test_other_settings_in_the_same_tuning_directory_are_refused(tuned, capsys):
     assert tune(tuned, "--methods", "naive", "--num-envs", "8") == 2
     error = capsys.readouterr().err.strip()

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from oversight_rl.core.methods import METHODS
-from oversight_rl.engine.config import TUNED_PRESETS, TrainConfig, with_overrides
+from oversight_rl.engine.config import ADDED_SETTINGS, TUNED_PRESETS, TrainConfig, with_overrides
 from oversight_rl.engine.deploy import load_policy
 from oversight_rl.engine.evaluate import evaluate_validation, make_eval_env
 from oversight_rl.engine.launch import train_population
@@ -230,6 +230,13 @@ def storage_of(tune: TuneConfig):
     return optuna.storages.RDBStorage(f"sqlite:///{Path(tune.out).resolve() / STORAGE}")
 
 
+def with_added_settings(before: dict, record: dict) -> dict:
+    """A study's recorded tuning, with each training setting added since it was recorded at the value that computes
+    what it did (:data:`~oversight_rl.engine.config.ADDED_SETTINGS`), so that a study resumes across such additions."""
+    added = {k: v for k, v in ADDED_SETTINGS.items() if k in record["train"] and k not in before.get("train", {})}
+    return {**before, "train": {**before.get("train", {}), **added}}
+
+
 def open_study(tune: TuneConfig, storage, method: str):
     """The method's study, created on first use; ``ValueError`` if it was started with other tuning settings."""
     optuna = import_optuna()
@@ -239,7 +246,7 @@ def open_study(tune: TuneConfig, storage, method: str):
     before = study.user_attrs.get("tuning")
     if before is None:
         study.set_user_attr("tuning", record)
-    elif before != record:
+    elif with_added_settings(before, record) != record:
         changed = [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in record.items() if before.get(k) != v]
         raise ValueError(
             f"--out {tune.out} holds a tuning of {method} with other settings ({'; '.join(changed)}); "
