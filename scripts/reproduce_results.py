@@ -1,6 +1,6 @@
 """Train the comparison's sweeps (resuming whatever exists) and regenerate docs/results.md's tables, CSVs and figures.
 
-    python scripts/reproduce_results.py                         # every part but paper-full; resumes; then the docs
+    python scripts/reproduce_results.py                         # the default parts; resumes; then the docs
     python scripts/reproduce_results.py --dry-run               # each part's sweep command and size, nothing run
     python scripts/reproduce_results.py --skip-training         # only the docs, from the runs that exist
     python scripts/reproduce_results.py --parts budget --device cuda --workers 1 --population-size 20
@@ -23,8 +23,18 @@ every run on --env-backend torch with --eval-envs 2048):
     budget-routing, budget-1pct
                   routing alone as budget (unwatched_baseline); the budget study at 1% oversight, 4 methods
     paper-full    --preset paper at 327,680,000 steps, 5 levels x 4 methods x 3 seeds (not in the default --parts)
+    label-noise   --label-noise E for E in 0 0.05 0.1 0.2 0.3, at 3% and 10% oversight, 4 methods x 10 seeds: one
+                  sweep per E in ROOT/label-noise/E<E> (about 7.3 hours of one core; not in the default --parts)
+    spurious-oversight
+                  --env-kwargs '{"spurious_oversight": s}' for s in 0.1 0.3 at 10%, 4 methods x 10 seeds, in
+                  ROOT/spurious-oversight/S<s>; s = 0 is label-noise's E = 0 (1.5 hours; not in the default)
+    monitors      scripts/monitor_runs.py on each label-noise sweep, and on main-default and main-routing where their
+                  runs keep checkpoints: the gate's and a probe's AUROC (about 30 s a run; not in the default)
 
-Then, whatever finished: docs/results_<part>.csv, docs/results_claims.csv, docs/img/<part>/*.png
+    python scripts/reproduce_results.py --parts label-noise spurious-oversight monitors   # the post's claims, resumable
+
+Then, whatever finished: docs/results_<part>.csv (results_monitors.csv: the monitors of each run measured),
+docs/results_claims.csv, docs/img/<part>/*.png
 and the generated sections of docs/results.md (between <!-- generated: NAME --> and <!-- end generated -->; the text
 around them is kept), the summary at its top among them. Missing runs are counted, never a failure. A part whose
 committed CSV holds more finished runs than its sweep directory has here (a fresh clone has no sweeps) is kept as

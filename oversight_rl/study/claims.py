@@ -19,6 +19,26 @@ the ladder's budgets, made the same way for each side), "the oracle needs 3-4x m
 routing's best budget B among those with 4B on the ladder, and "once naive has had time to hack" at the longest
 budget. Routing is the paper's estimator throughout (main-default, budget), but for one row that reads the ceiling
 under the unbiased estimator (budget-routing's runs, the budget sweep's seeds).
+
+The gradient-routing post's two claims that fit the gridworld (rows marked "(post)"; routing with the package's
+default estimator, from the parts label-noise, spurious-oversight and monitors, :mod:`oversight_rl.study.imperfect`)
+are measured thus, each at 10% oversight unless its row says otherwise:
+
+- "Routing works better with imperfect labels than filtering", read as robustness, by the **difference of drops**
+  ``D = (F(0) - F(0.2)) - (R(0) - R(0.2))``, where ``F(E)`` and ``R(E)`` are the means over seeds of filtering's and
+  routing's final deployed true return when each label is wrong with probability E (``--label-noise E``). D > 0: routing
+  loses less than filtering as E goes from 0 to 0.2. Its interval resamples the four groups' runs independently
+  (:func:`oversight_rl.analysis.stats.contrast_of_means_ci`; the seeds of E = 0 and E = 0.2 are different runs). The
+  same at 3% oversight; the same with spurious oversight in place of label noise (s = 0 and s = 0.3: cells marked
+  watched that carry no label, so the agent's view of oversight is wrong rather than the label); and, read as
+  level, P(routing > filtering) at E = 0.2.
+- "Routing's gate allows monitoring", by routing's **gate AUROC** (mean over runs of the AUROC of ``1 - gate`` for
+  telling the unlabeled episodes that end at the Ghost from those that end at the Diamond, above 0.5: better than
+  chance), and by the **gate-minus-probe difference**: the mean over routing's runs of that run's gate AUROC minus
+  the AUROC of a probe trained on the same run's labels and scored on the same episodes
+  (:mod:`oversight_rl.engine.monitor`), with the percentile bootstrap of the per-run differences; the claimed region
+  is "not below -:data:`AUROC_MARGIN`" (the gate monitors at least as well as the obvious alternative). The same
+  under label noise E = 0.2.
 """
 
 from __future__ import annotations
@@ -37,6 +57,12 @@ from oversight_rl.rundir.gather import SweepResults
 MIN_RUNS = stats.MIN_SEEDS
 CLAIM_COLUMNS = ("claim", "test", "claimed", "estimate", "low", "high", "runs", "verdict")
 MARGIN = 0.05
+AUROC_MARGIN = 0.05
+"""How far below a probe's AUROC the gate's may lie and still count as "at least as good"."""
+NOISE_FROM, NOISE_TO = 0.0, 0.2
+"""The label noise E between which the drops are read."""
+SPURIOUS_TO = 0.3
+"""The spurious oversight s to which the drops are read (from s = 0)."""
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, TOO_FEW, NO_DATA = (
     "supported",
     "contradicted",
@@ -102,6 +128,13 @@ class Evidence:
     nearest_terminal: float = math.nan
     budget_routing: list[dict] = field(default_factory=list)
     """Routing's budget rows under the unbiased estimator (the part budget-routing: the budget sweep's seeds)."""
+    label_noise: list[dict] = field(default_factory=list)
+    """The label-noise part's rows: one per planned run, with its ``label_noise`` (the post's claims)."""
+    spurious: list[dict] = field(default_factory=list)
+    """The spurious-oversight part's rows: one per planned run, with its ``spurious_oversight``."""
+    monitors: list[dict] = field(default_factory=list)
+    """The monitors part's rows: one per run measured or to measure, with the ``part`` whose run it is, its
+    ``label_noise``, ``probe_auroc`` and ``gate_auroc``."""
 
     def final(self, results: SweepResults, method: str, oversight: float, metric: str = "true_return") -> np.ndarray:
         return stats.finite(final_values(results.rows_at(method, oversight), metric))
@@ -166,6 +199,31 @@ def paired_difference_of(x: dict[int, float], y: dict[int, float]) -> Measuremen
 
 def values(d: dict[int, float]) -> np.ndarray:
     return np.array(list(d.values()), dtype=float)
+
+
+def same(a, b) -> bool:
+    """Two settings equal as numbers (a CSV's ``0.05`` and the part's)."""
+    return a is not None and math.isclose(float(a), float(b), abs_tol=1e-12)
+
+
+def finals_where(rows: list[dict], method: str, oversight: float, metric: str = "true_return", **setting) -> np.ndarray:
+    """``metric`` of the finished runs among ``rows`` of ``method`` at ``oversight`` whose settings are ``setting``
+    (``label_noise=0.2``), finite values only."""
+    mine = [
+        row
+        for row in rows
+        if row["method"] == method
+        and same(row["oversight"], oversight)
+        and all(same(row.get(key), value) for key, value in setting.items())
+    ]
+    return stats.finite(final_values(mine, metric))
+
+
+def contrast_of(groups: list[np.ndarray], weights: tuple[float, ...]) -> Measurement:
+    """``sum(weights * means)`` of independent groups of runs with its interval; runs: the smallest group."""
+    if not all(group.size for group in groups):
+        return NO_MEASUREMENT
+    return Measurement(stats.contrast_of_means_ci(groups, weights), min(group.size for group in groups))
 
 
 # ----- the claims -------------------------------------------------------------------------------------------------
@@ -297,7 +355,128 @@ def beats_hacked_naive_test(evidence: Evidence) -> str:
     return f"P(routing > naive) at the longest budget ({named(longest(evidence))})"
 
 
-CLAIMS = (
+# The gradient-routing post's claims (the module's docstring defines each statistic).
+
+
+def drop_difference(rows_of: Callable[[Evidence], list[dict]], setting: str, high: float, oversight: float):
+    """``D = (F(0) - F(high)) - (R(0) - R(high))`` of filtering (F) and routing (R) at ``oversight``, from the runs
+    ``rows_of(evidence)`` at ``setting`` 0 and ``high``."""
+
+    def measure(evidence: Evidence) -> Measurement:
+        rows = rows_of(evidence)
+        groups = [
+            finals_where(rows, method, oversight, **{setting: value})
+            for method in ("filtering", "routing")
+            for value in (0.0, high)
+        ]
+        return contrast_of(groups, (1.0, -1.0, -1.0, 1.0))
+
+    return measure
+
+
+def drop_test(symbol: str, high: float, oversight: float) -> str:
+    return (
+        f"filtering's drop in mean true return from {symbol} = 0 to {symbol} = {high:g} minus routing's, at p ="
+        f" {oversight:g}: (F(0) - F({high:g})) - (R(0) - R({high:g}))"
+    )
+
+
+def routing_monitors(evidence: Evidence, label_noise: float, oversight: float = 0.1) -> list[dict]:
+    """The monitors rows of routing's finished label-noise runs at ``oversight`` and ``label_noise``."""
+    return [
+        row
+        for row in evidence.monitors
+        if row["part"] == "label-noise"
+        and row["method"] == "routing"
+        and row["status"] == "done"
+        and same(row["oversight"], oversight)
+        and same(row["label_noise"], label_noise)
+    ]
+
+
+def monitor_values(rows: list[dict], key: str) -> np.ndarray:
+    """``key`` of each row, NaN where it is empty (not finite values only: kept in step with the rows)."""
+    return np.array([math.nan if row.get(key) is None else float(row[key]) for row in rows], dtype=float)
+
+
+def gate_auroc(label_noise: float) -> Callable[[Evidence], Measurement]:
+    return lambda evidence: mean_of(stats.finite(monitor_values(routing_monitors(evidence, label_noise), "gate_auroc")))
+
+
+def gate_minus_probe(label_noise: float) -> Callable[[Evidence], Measurement]:
+    """Mean over routing's runs of the run's gate AUROC minus its probe's (the same episodes), over the runs where
+    both are defined."""
+
+    def measure(evidence: Evidence) -> Measurement:
+        rows = routing_monitors(evidence, label_noise)
+        return mean_of(stats.finite(monitor_values(rows, "gate_auroc") - monitor_values(rows, "probe_auroc")))
+
+    return measure
+
+
+def noisy(evidence: Evidence) -> list[dict]:
+    return evidence.label_noise
+
+
+def spurious(evidence: Evidence) -> list[dict]:
+    return evidence.spurious
+
+
+IMPERFECT_LABEL_CLAIMS = (
+    Claim(
+        "(post) Routing works better with imperfect labels than filtering: it loses less to label noise",
+        drop_test("E", NOISE_TO, 0.1) + ", above 0",
+        drop_difference(noisy, "label_noise", NOISE_TO, 0.1),
+        above(0.0),
+    ),
+    Claim(
+        "(the same, at 3% oversight)",
+        drop_test("E", NOISE_TO, 0.03) + ", above 0",
+        drop_difference(noisy, "label_noise", NOISE_TO, 0.03),
+        above(0.0),
+    ),
+    Claim(
+        "(the same: routing beats filtering with wrong labels)",
+        f"P(routing > filtering) at p = 0.1, E = {NOISE_TO:g}",
+        lambda e: improvement_of(
+            finals_where(e.label_noise, "routing", 0.1, label_noise=NOISE_TO),
+            finals_where(e.label_noise, "filtering", 0.1, label_noise=NOISE_TO),
+        ),
+        above(0.5),
+    ),
+    Claim(
+        "(the same, when the agent's view of oversight is wrong: spurious oversight)",
+        drop_test("s", SPURIOUS_TO, 0.1) + ", above 0",
+        drop_difference(spurious, "spurious_oversight", SPURIOUS_TO, 0.1),
+        above(0.0),
+    ),
+)
+"""The post's claim 1, "gradient routing works better with imperfect labels"."""
+MONITOR_CLAIMS = (
+    Claim(
+        "(post) Routing's gate allows monitoring: it flags the unlabeled episodes heading for the Ghost",
+        "routing's mean gate AUROC on unlabeled Ghost- vs Diamond-bound episodes at p = 0.1, E = 0, above 0.5",
+        gate_auroc(0.0),
+        above(0.5),
+    ),
+    Claim(
+        "(the same: at least as well as a probe trained on the same labels)",
+        f"mean over routing's runs of gate AUROC minus probe AUROC (same run, same episodes) at p = 0.1, E = 0,"
+        f" not below -{AUROC_MARGIN:g}",
+        gate_minus_probe(0.0),
+        above(-AUROC_MARGIN),
+    ),
+    Claim(
+        "(the same, under label noise)",
+        f"mean over routing's runs of gate AUROC minus probe AUROC at p = 0.1, E = {NOISE_TO:g}, not below"
+        f" -{AUROC_MARGIN:g}",
+        gate_minus_probe(NOISE_TO),
+        above(-AUROC_MARGIN),
+    ),
+)
+"""The post's claim 2, "gradient routing allows monitoring when models use dangerous knowledge"."""
+
+PAPER_CLAIMS = (
     Claim(
         "Routing reaches nontrivial return at 1% oversight",
         "routing's mean at p = 0.01 is above the score of always walking to the nearest terminal",
@@ -393,6 +572,8 @@ CLAIMS = (
         above(0.5),
     ),
 )
+"""The paper's claims, the critique's and the reference reproduction's."""
+CLAIMS = (*PAPER_CLAIMS, *IMPERFECT_LABEL_CLAIMS, *MONITOR_CLAIMS)
 
 
 def claim_rows(evidence: Evidence, claims: tuple[Claim, ...] = CLAIMS) -> list[dict]:

@@ -60,8 +60,13 @@ def recorded_devices(directory: Path) -> tuple[str, ...]:
 def published_devices(part: Part, config: ReproduceConfig, kept: bool = False) -> tuple[str, ...]:
     """The devices results.md's command states for ``part``: those its committed runs were trained on
     (:attr:`~oversight_rl.study.reproduce.Part.trained_on`) where its section is kept as committed, else those its
-    sweep directory records; this invocation's --device where neither names one."""
-    devices = part.trained_on if kept else recorded_devices(sweep_dir(part, config))
+    sweep directory records (those of all its sweeps, for a part of several); this invocation's --device where neither
+    names one."""
+    if kept:
+        devices = part.trained_on
+    else:  # a part of several sweeps: the devices each records, in order
+        sweeps = part.sweeps() or [part]
+        devices = tuple(dict.fromkeys(d for sweep in sweeps for d in recorded_devices(sweep_dir(sweep, config))))
     return devices or (config.device,)
 
 

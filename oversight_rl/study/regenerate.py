@@ -34,6 +34,15 @@ from oversight_rl.rundir.status import DONE
 from oversight_rl.study.budget import budget_rows
 from oversight_rl.study.claims import CLAIM_COLUMNS, Evidence, claim_rows, claims_table
 from oversight_rl.study.commands import command_block, kept_section, published_devices
+from oversight_rl.study.imperfect import (
+    IMPERFECT_PARTS,
+    LABEL_NOISE,
+    MONITORS,
+    SPURIOUS,
+    imperfect_rows,
+    write_outputs,
+)
+from oversight_rl.study.imperfect import columns as imperfect_columns
 from oversight_rl.study.reproduce import Part, ReproduceConfig, part_base, skip_reason, sweep_dir
 from oversight_rl.study.summary import SUMMARY, summary_section
 
@@ -151,10 +160,12 @@ def regenerate(parts: dict[str, Part], config: ReproduceConfig, say: Callable[[s
     """Rewrite every part's CSV, figures and section of results.md, and the claims, from the runs that exist; a part
     with fewer finished runs here than its committed CSV holds is kept as committed (unless ``config.force``)."""
     docs = Path(config.docs)
-    results = {name: part_results(part, config) for name, part in parts.items() if part.ladders is None}
-    ladder_rows = {name: budget_results(part, config) for name, part in parts.items() if part.ladders is not None}
+    plain = {name: part for name, part in parts.items() if part.one_sweep}
+    results = {name: part_results(part, config) for name, part in plain.items() if part.ladders is None}
+    ladder_rows = {name: budget_results(part, config) for name, part in plain.items() if part.ladders is not None}
+    imperfect = imperfect_rows(parts, config)
     finished = {name: finished_count(r.rows) for name, r in results.items()}
-    finished |= {name: finished_count(rows) for name, rows in ladder_rows.items()}
+    finished |= {name: finished_count(rows) for name, rows in (ladder_rows | imperfect).items()}
     kept = set() if config.force else kept_parts(parts, config, finished, say)
     sections = {name: sweep_part(parts[name], config, results, say) for name in results if name not in kept}
     for name, rows in ladder_rows.items():
@@ -167,7 +178,19 @@ def regenerate(parts: dict[str, Part], config: ReproduceConfig, say: Callable[[s
     budget_published = published(budget, docs, kept, ladder_rows["budget"])
     unbiased_budget = published(parts["budget-routing"], docs, kept, ladder_rows["budget-routing"])
     references = part_references(budget, config)
-    sections[CLAIMS] = claims_part(main, ablations, budget_published, unbiased_budget, references, docs)
+    evidence = Evidence(
+        main=main,
+        ablations=ablation_results(main, ablations),
+        budget=budget_published,
+        nearest_terminal=references.get("nearest terminal", float("nan")),
+        budget_routing=unbiased_budget,
+        label_noise=published(parts[LABEL_NOISE], docs, kept, imperfect[LABEL_NOISE]),
+        spurious=published(parts[SPURIOUS], docs, kept, imperfect[SPURIOUS]),
+        monitors=published(parts[MONITORS], docs, kept, imperfect[MONITORS]),
+    )
+    sections[CLAIMS] = claims_part(evidence, references, docs)
+    for name in (name for name in IMPERFECT_PARTS if name not in kept):
+        sections[name] = imperfect_part(name, parts, config, imperfect[name], evidence, say)
     by_part = {name: published(parts[name], docs, kept, results[name].rows) for name in ESTIMATOR_PARTS}
     estimators = estimator_results(by_part)
     sections[ESTIMATORS] = estimators_section(estimators)
@@ -319,22 +342,16 @@ def budget_part(part: Part, config: ReproduceConfig, rows: list[dict], say) -> s
     return budget_section(part, config, rows, mixtures, figures)
 
 
-def claims_part(
-    main: SweepResults,
-    ablations: SweepResults,
-    budget: list[dict],
-    unbiased_budget: list[dict],
-    references: dict,
-    docs: Path,
-) -> str:
+def imperfect_part(name: str, parts: dict[str, Part], config: ReproduceConfig, rows: list[dict], evidence, say) -> str:
+    """One of the post's parts (:mod:`oversight_rl.study.imperfect`): its CSV and figures; returns its section."""
+    csv = report.write_rows(csv_path(parts[name], Path(config.docs)), rows, imperfect_columns(name))
+    line = report.finished_line(rows)
+    say(f"{name}: {line.replace('finished', 'measured') if name == MONITORS else line} -> {csv}")
+    return write_outputs(name, parts, config, rows, evidence)
+
+
+def claims_part(evidence: Evidence, references: dict, docs: Path) -> str:
     """The claims' CSV; returns their section."""
-    evidence = Evidence(
-        main=main,
-        ablations=ablation_results(main, ablations),
-        budget=budget,
-        nearest_terminal=references.get("nearest terminal", float("nan")),
-        budget_routing=unbiased_budget,
-    )
     claims = claim_rows(evidence)
     report.write_rows(docs / "results_claims.csv", claims, CLAIM_COLUMNS)
     return claims_section(claims, references)
@@ -352,7 +369,9 @@ def claims_section(rows: list[dict], references: dict) -> str:
         " ceiling or a peak at the budget where that method's mean over seeds is highest, the oracle's steps to"
         " match routing from routing's best budget B (up to a quarter of the longest, so that 4B is measured), and"
         ' "once naive has had time to hack" at the longest budget. One row reads the ceiling with routing under the'
-        " unbiased estimator (budget-routing, the same seeds)."
+        " unbiased estimator (budget-routing, the same seeds). The rows marked (post) test the gradient-routing"
+        " post's claims on the parts label-noise, spurious-oversight and monitors (routing with the default"
+        " estimator; section 4 defines each statistic)."
         + (f" The nearest-terminal score is {nearest:.3f}." if nearest is not None else ""),
         "",
         claims_table(rows),

@@ -26,16 +26,41 @@ budget-1pct     the budget study at 1% oversight, the 4 methods, routing under `
 paper-full      ``--preset paper`` at the paper's own budget (327,680,000 steps), 5 levels x 4 methods x 3 seeds;
                 not in the default ``--parts`` (16.2G agent-env-steps; run it on a GPU with
                 ``--parts paper-full --device cuda``)
+label-noise     true return against label noise ``--label-noise E``, E in 0 0.05 0.1 0.2 0.3, at 3% and 10%
+                oversight, routing (the default estimator) filtering naive oracle x 10 seeds, default settings:
+                one sweep per E in ``ROOT/label-noise/E<E>`` (run directories do not name E, and a sweep's runs
+                share every setting), 400 runs, 613M agent-env-steps, about 7.3 hours of one core of the
+                reference machine (:func:`training_seconds`)
+spurious-       the same methods and seeds at 10% oversight against spurious oversight (the environment setting
+oversight       ``spurious_oversight``, as ``--env-kwargs``) 0.1 and 0.3, one sweep each in
+                ``ROOT/spurious-oversight/S<s>``; its s = 0 is label-noise's E = 0 at 10% (the same settings),
+                80 runs, 124M agent-env-steps, about 1.5 core-hours
+monitors        not a training sweep: ``scripts/monitor_runs.py`` on every finished run of the label-noise part,
+                and of main-default and main-routing where their runs keep their checkpoints (a monitors.csv in
+                each sweep directory): the gate's and a separately trained probe's AUROC on unlabeled episodes
+                (:mod:`oversight_rl.engine.monitor`), about :data:`MONITOR_SECONDS_PER_RUN` s a run: 3.3
+                core-hours for label-noise's runs, 2.1 more for the main grid's 250
 ==============  ============================================================================================
 
-``--dry-run`` prints each part's ``sweep_oversight.py`` command (each part can be run, and resumed, with it alone) and
-its size in agent-env-steps.
+label-noise, spurious-oversight and monitors test the gradient-routing post's claims on imperfect labels and
+monitoring (:mod:`oversight_rl.study.imperfect`). Like paper-full they are not in the default ``--parts``, whose
+invocation they would lengthen by about 12 hours of one core of the reference machine (10.5 hours of wall time with
+``--workers 2`` on its 2 cores, which behave like about 1.15); ``--parts label-noise spurious-oversight monitors``
+runs them, and each resumes where it stopped.
+
+``--dry-run`` prints each part's ``sweep_oversight.py`` commands (each sweep can be run, and resumed, with its command
+alone; the monitors part's ``monitor_runs.py`` commands), its size in agent-env-steps and, for the parts above, the
+compute it needs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +70,7 @@ from oversight_rl.core.methods import get_method
 from oversight_rl.engine.config import PAPER, TrainConfig, preset_config, setting_flags, tuned_config, with_overrides
 from oversight_rl.experiments.ladders import Ladder, fitting_ladders
 from oversight_rl.experiments.sweep import DEFAULT_METHODS, DEFAULT_OVERSIGHT, SweepConfig, SweepReport, run_sweep
-from oversight_rl.rundir.files import check_directory, error_message
+from oversight_rl.rundir.files import CHECKPOINT, CONFIG, check_directory, error_message, run_name
 
 PartName = Literal[
     "main-default",
@@ -58,9 +83,15 @@ PartName = Literal[
     "budget-routing",
     "budget-1pct",
     "paper-full",
+    "label-noise",
+    "spurious-oversight",
+    "monitors",
 ]
 PART_NAMES: tuple[str, ...] = get_args(PartName)
-DEFAULT_PARTS: tuple[str, ...] = PART_NAMES[:-1]
+OPTIONAL_PARTS = ("paper-full", "label-noise", "spurious-oversight", "monitors")
+"""Parts trained only when ``--parts`` names them: paper-full needs a GPU's budget, and the post's three about 12
+hours of one core of the reference machine (the module's docstring)."""
+DEFAULT_PARTS: tuple[str, ...] = tuple(name for name in PART_NAMES if name not in OPTIONAL_PARTS)
 PINNED = {"env_backend": "torch", "eval_envs": 2048}
 """Settings of every run of every part."""
 PAPER_ENV_STEPS = 2_000 * PAPER["num_envs"] * PAPER["num_steps"]
@@ -82,6 +113,35 @@ SWEEP_SCRIPT = "scripts/sweep_oversight.py"
 CPU, GPU = ("cpu",), ("cuda",)
 """Where a part's committed runs were trained (:attr:`Part.trained_on`): the reference machine's CPU, or one NVIDIA
 H200 (docs/results.md, "Where the runs below were trained")."""
+MONITOR_SCRIPT = "scripts/monitor_runs.py"
+REPOSITORY = Path(__file__).resolve().parents[2]
+"""Where scripts/ lies (the package is installed editable from its clone)."""
+
+LABEL_NOISE = (0.0, 0.05, 0.1, 0.2, 0.3)
+"""The label-noise part's E (``--label-noise``): the probability that the overseer's label of an episode is wrong."""
+LABEL_NOISE_OVERSIGHT = (0.03, 0.1)
+SPURIOUS_OVERSIGHT = (0.1, 0.3)
+"""The spurious-oversight part's own sweeps (``spurious_oversight``); its 0 is the label-noise part's E = 0 at
+:data:`SPURIOUS_AT` (the same settings: default preset, pinned, no label noise, no spurious oversight)."""
+SPURIOUS_AT = 0.1
+IMPERFECT_SEEDS = 10
+VARIED_PREFIX = {"label_noise": "E", "spurious_oversight": "S"}
+"""A varied setting's letter in its sweeps' directory names (``label-noise/E0.05``) and part names."""
+
+CPU_SECONDS_PER_RUN = 85.0
+"""Seconds a default run (2,000,128 steps) takes on one core of the reference machine (the README's example run)."""
+POPULATION_FACTOR = 0.85
+"""A run trained in a population takes about this fraction of its time alone."""
+EVAL_SECONDS_PER_RUN = 10.0
+"""What a part's run adds to that on average by evaluating on 2048 environments (the README's run: 512), about 21
+times, one policy or, for routing, three (measured side by side: about 0.4 s more per policy and evaluation)."""
+EFFECTIVE_CORES = 1.15
+"""What the reference machine's 2 cores give with 2 workers (docs/results.md, appendix A.1)."""
+MONITOR_SECONDS_PER_RUN = 30.0
+"""Seconds ``monitor_runs.py`` takes per default run on one core of the reference machine: it plays the trained
+policy until the probe has as many labels as the run's training read (about as many episodes as training played,
+forward passes only), trains the probe and plays the test episodes (measured: 61 s for a routing and a filtering run
+at 10% oversight, on a machine busy with other work)."""
 
 
 @dataclass
@@ -90,8 +150,10 @@ class ReproduceConfig:
     figures from every finished run."""
 
     parts: tuple[PartName, ...] = DEFAULT_PARTS
-    """Parts to train: main-default, main-tuned, budget, ablations, paper, and paper-full (not in the default).
-    The docs are regenerated from every part's finished runs either way."""
+    """Parts to train: main-default, main-tuned, budget, ablations, paper, main-routing, main-routed-no-baseline,
+    budget-routing, budget-1pct; and, not in the default, paper-full, label-noise, spurious-oversight and monitors
+    (which measures the runs of label-noise and of the main grid). The docs are regenerated from every part's finished
+    runs either way."""
     root: str = "sweeps"
     """Directory holding one sweep directory per part."""
     docs: str = "docs"
@@ -158,6 +220,14 @@ class Part:
     directory: str = ""
     ladders: dict[str, Ladder] | None = None
     trained_on: tuple[str, ...] = ()
+    varied: str = ""
+    """A setting the part's sweeps differ in (``label_noise``; or an environment setting, ``spurious_oversight``,
+    given as ``--env-kwargs``), one sweep per value of :attr:`values` (:meth:`sweeps`); empty for a part that is one
+    sweep."""
+    values: tuple[float, ...] = ()
+    monitored: tuple[Part, ...] = ()
+    """The monitors part's: the parts whose runs it measures with scripts/monitor_runs.py (it trains nothing; its
+    :attr:`settings` are that script's flags)."""
 
     @property
     def slug(self) -> str:
@@ -167,6 +237,35 @@ class Part:
     def points(self) -> list[tuple[str, float, int]]:
         """Every (method, oversight, seed) of the grid, methods outermost (as the sweep orders them)."""
         return [(m, float(p), s) for m in self.methods for p in self.oversight for s in range(self.seeds)]
+
+    @property
+    def one_sweep(self) -> bool:
+        """Whether the part is one sweep of its own (not several, nor the monitors)."""
+        return not self.varied and not self.monitored
+
+    def sweeps(self) -> list[Part]:
+        """The sweeps that train the part: itself, or one per value of :attr:`varied`, each a part of its own named
+        ``NAME/<letter><value>`` in the directory ``DIRECTORY/<letter><value>`` with the value among its settings
+        (run directories do not name the setting, and a sweep refuses runs of other settings); none for the
+        monitors."""
+        if self.monitored:
+            return []
+        return [self.at(value) for value in self.values] if self.varied else [self]
+
+    def at(self, value: float) -> Part:
+        """The sweep of the varied setting's ``value``."""
+        tail = f"{VARIED_PREFIX[self.varied]}{value:g}"
+        settings = {**self.settings, **varied_settings(self.varied, value)}
+        name, directory = f"{self.name}/{tail}", f"{self.directory or self.name}/{tail}"
+        return dataclasses.replace(self, name=name, settings=settings, directory=directory, varied="", values=())
+
+
+def varied_settings(setting: str, value: float) -> dict:
+    """The training settings that give a sweep ``setting = value``: a training setting itself, an environment
+    setting as ``env_kwargs``."""
+    if setting in {f.name for f in dataclasses.fields(TrainConfig)}:
+        return {setting: float(value)}
+    return {"env_kwargs": json.dumps({setting: float(value)})}
 
 
 def part_base(preset: str, settings: dict) -> TrainConfig:
@@ -277,7 +376,47 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             settings={"total_env_steps": PAPER["total_env_steps"], "eval_every": 4_000_000},
         ),
     ]
+    parts += imperfect_parts(parts_by_name(parts))
+    return parts_by_name(parts)
+
+
+def parts_by_name(parts: list[Part]) -> dict[str, Part]:
     return {part.name: part for part in parts}
+
+
+def imperfect_parts(main: dict[str, Part]) -> list[Part]:
+    """The parts that test the gradient-routing post's claims (:mod:`oversight_rl.study.imperfect`): label noise,
+    spurious oversight, and the monitors of their runs and of the main grid's (``main``: the parts by name)."""
+    methods = dict(methods=DEFAULT_METHODS, seeds=IMPERFECT_SEEDS)
+    label_noise = Part(
+        "label-noise",
+        "true return against label noise E (each label wrong with probability E), at 3% and 10% oversight, default"
+        f" settings, routing with the default estimator ({TrainConfig().routed_advantage})",
+        LABEL_NOISE_OVERSIGHT,
+        **methods,
+        varied="label_noise",
+        values=LABEL_NOISE,
+    )
+    spurious = Part(
+        "spurious-oversight",
+        f"true return against spurious oversight s (every other cell marked watched with probability s, no label)"
+        f" at {SPURIOUS_AT:g} oversight, default settings; s = 0 is label-noise's E = 0",
+        (SPURIOUS_AT,),
+        **methods,
+        varied="spurious_oversight",
+        values=SPURIOUS_OVERSIGHT,
+    )
+    monitors = Part(
+        "monitors",
+        "the gate's and a separately trained probe's AUROC for flagging unlabeled Ghost-bound episodes, on the"
+        " trained policy of every run of label-noise, and of main-default and main-routing where their runs keep"
+        " their checkpoints",
+        (),
+        (),
+        0,
+        monitored=(label_noise, main["main-default"], main["main-routing"]),
+    )
+    return [label_noise, spurious, monitors]
 
 
 def sweep_dir(part: Part, config: ReproduceConfig) -> Path:
@@ -353,7 +492,13 @@ def command(part: Part, config: ReproduceConfig) -> list[str]:
 
 
 def command_line(part: Part, config: ReproduceConfig) -> str:
-    return shlex.join(["python", SWEEP_SCRIPT, *command(part, config)])
+    """The commands that train (or resume) the part alone, one line each: each of its sweeps'
+    ``sweep_oversight.py`` command; the monitors part's ``monitor_runs.py`` commands."""
+    if part.monitored:
+        return "\n".join(
+            shlex.join(["python", *monitor_command(part, source, config)]) for source in monitor_sources(part)
+        )
+    return "\n".join(shlex.join(["python", SWEEP_SCRIPT, *command(sweep, config)]) for sweep in part.sweeps())
 
 
 def size(sweep: SweepConfig) -> tuple[int, int]:
@@ -364,43 +509,208 @@ def size(sweep: SweepConfig) -> tuple[int, int]:
     return len(grid), steps
 
 
+# ----- compute ----------------------------------------------------------------------------------------------------
+
+DEFAULT_RUN_STEPS = 2_000_128
+"""A default run's training steps (2M in whole windows of 256 environments)."""
+
+
+def training_seconds(runs: int, steps: int) -> float:
+    """Seconds of one core of the reference machine that ``runs`` runs of ``steps`` agent-env-steps in all take at
+    the default preset, trained in populations: :data:`CPU_SECONDS_PER_RUN` per default run's steps, times
+    :data:`POPULATION_FACTOR`, plus :data:`EVAL_SECONDS_PER_RUN` a run."""
+    return steps / DEFAULT_RUN_STEPS * CPU_SECONDS_PER_RUN * POPULATION_FACTOR + runs * EVAL_SECONDS_PER_RUN
+
+
+def compute_text(seconds: float) -> str:
+    """``about 6.2 hours of one core of the reference machine, 5.3 hours of wall time with --workers 2 on its 2
+    cores``."""
+    hours = seconds / 3600
+    return (
+        f"about {hours:.1f} hours of one core of the reference machine, {hours / EFFECTIVE_CORES:.1f} hours of wall"
+        " time with --workers 2 on its 2 cores"
+    )
+
+
+# ----- the monitors part ------------------------------------------------------------------------------------------
+
+
+def monitor_sources(part: Part) -> list[Part]:
+    """The sweeps whose runs the monitors part measures, in order."""
+    return [sweep for source in part.monitored for sweep in source.sweeps()]
+
+
+def monitor_command(part: Part, source: Part, config: ReproduceConfig) -> list[str]:
+    """The ``monitor_runs.py`` command (without the interpreter) that measures the runs of the sweep ``source`` into
+    its monitors.csv, skipping those measured already, with the monitors part's settings as its flags (none: the
+    script's defaults)."""
+    flags = [arg for name, value in part.settings.items() for arg in setting_flags(name, value)]
+    return [MONITOR_SCRIPT, str(sweep_dir(source, config)), *flags]
+
+
+def monitor_problem(source: Part, config: ReproduceConfig) -> str | None:
+    """Why the runs of the sweep ``source`` cannot be measured here (one line), or None."""
+    directory = sweep_dir(source, config)
+    runs = [path.parent for path in directory.glob(f"*/{CONFIG}")] if directory.is_dir() else []
+    if not runs:
+        return f"{directory} holds no run yet"
+    if not any((run / CHECKPOINT).is_file() for run in runs):
+        return f"the runs in {directory} keep no checkpoint here (a monitor plays the trained policy)"
+    return None
+
+
+MONITOR_LOG = "monitors.log"
+"""Where a ``monitor_runs.py`` process that runs beside others writes its output, in its sweep directory."""
+
+
+def monitor_runs(part: Part, config: ReproduceConfig, say: Callable[[str], None]) -> bool:
+    """Measure the runs of each of the monitors part's sweeps that has runs with checkpoints, ``config.workers``
+    sweeps at a time (each a ``monitor_runs.py`` process, which skips the runs measured already; beside others, its
+    output goes to :data:`MONITOR_LOG` in its sweep directory). Returns whether each exited cleanly.
+    ``KeyboardInterrupt`` stops them and propagates."""
+    ready = []
+    for source in monitor_sources(part):
+        problem = monitor_problem(source, config)
+        if problem:
+            say(f"{part.name}: {source.name}: skipped: {problem}")
+        else:
+            ready.append(source)
+    logs = [
+        sweep_dir(source, config) / MONITOR_LOG if config.workers > 1 and len(ready) > 1 else None for source in ready
+    ]
+    commands = []
+    for source, log in zip(ready, logs, strict=True):
+        script, *rest = monitor_command(part, source, config)
+        commands.append([sys.executable, str(REPOSITORY / script), *rest])
+        say(
+            f"{part.name}: {source.name}: {shlex.join(['python', script, *rest])}"
+            + (f" (output: {log})" if log else "")
+        )
+    statuses = run_processes(commands, config.workers, logs)
+    for source, status in zip(ready, statuses, strict=True):
+        if status != 0:
+            say(f"{part.name}: {source.name}: error: {MONITOR_SCRIPT} exited with status {status}")
+    return all(status == 0 for status in statuses)
+
+
+def run_processes(
+    commands: list[list[str]], workers: int, logs: list[Path | None] | None = None, poll_s: float = 0.5
+) -> list[int]:
+    """Run each command as a process of its own, at most ``workers`` at a time, its output into its file of ``logs``
+    (None: this process's); their exit statuses in order. An exception (``KeyboardInterrupt``) terminates the
+    processes still running, waits for them and propagates."""
+    logs = logs or [None] * len(commands)
+    waiting, running, statuses = list(range(len(commands))), {}, [0] * len(commands)
+    try:
+        while waiting or running:
+            while waiting and len(running) < workers:
+                index = waiting.pop(0)
+                if logs[index] is None:
+                    running[index] = subprocess.Popen(commands[index])
+                else:
+                    with open(logs[index], "ab") as log:
+                        running[index] = subprocess.Popen(commands[index], stdout=log, stderr=subprocess.STDOUT)
+            for index, process in list(running.items()):
+                if process.poll() is not None:
+                    statuses[index] = process.returncode
+                    del running[index]
+            if running:
+                time.sleep(poll_s)
+    finally:
+        for process in running.values():
+            process.terminate()
+        for process in running.values():
+            process.wait()
+    return statuses
+
+
 # ----- the command ------------------------------------------------------------------------------------------------
 
 
 def dry_run(parts: dict[str, Part], config: ReproduceConfig, say: Callable[[str], None] = print) -> None:
-    """Print each selected part's sweep command and size; nothing is trained or written."""
+    """Print each selected part's commands, size and (default preset, monitors) compute; nothing is trained or
+    written."""
     total_runs = total_steps = 0
+    total_seconds = 0.0
     for name in config.parts:
         part = parts[name]
         say(f"{name}: {part.description}")
-        say(f"  {command_line(part, config)}")
+        if part.monitored:
+            total_seconds += dry_run_monitors(part, config, say)
+            continue
         reason = skip_reason(part)
+        runs = steps = 0
+        for sweep in part.sweeps():
+            say(f"  {command_line(sweep, config)}")
+            if reason:
+                continue
+            sweep_runs, sweep_steps = size(sweep_config(sweep, config))
+            if not part.one_sweep:
+                say(f"    size: {sweep_runs} runs, {sweep_steps:,} agent-env-steps")
+            runs, steps = runs + sweep_runs, steps + sweep_steps
         if reason:
             say(f"  skipped: {reason}")
             continue
-        runs, steps = size(sweep_config(part, config))
         total_runs, total_steps = total_runs + runs, total_steps + steps
         say(f"  size: {runs} runs, {steps:,} agent-env-steps")
+        if part.preset == "default":
+            total_seconds += training_seconds(runs, steps)
+            say(f"  compute: {compute_text(training_seconds(runs, steps))}")
     say(f"total: {total_runs} runs, {total_steps:,} agent-env-steps (training; evaluations not counted)")
+    if total_seconds:
+        say(f"compute of the parts above that state theirs: {compute_text(total_seconds)}")
+
+
+def dry_run_monitors(part: Part, config: ReproduceConfig, say: Callable[[str], None]) -> float:
+    """The monitors part's lines of :func:`dry_run`; returns its compute in seconds of one core. It counts the runs
+    with checkpoints a sweep holds now, and those a sweep this invocation trains will hold."""
+    runs = 0
+    for source in monitor_sources(part):
+        say(f"  {shlex.join(['python', *monitor_command(part, source, config)])}")
+        directory = sweep_dir(source, config)
+        problem = monitor_problem(source, config)
+        if source.name.split("/")[0] in config.parts:
+            count, note = len(source.points()), f"{len(source.points())} runs, as this invocation trains them"
+        elif problem is None:
+            count = sum((directory / run_name(*point) / CHECKPOINT).is_file() for point in source.points())
+            note = f"{count} runs with checkpoints here"
+        else:
+            count, note = 0, f"none counted: {problem}"
+        say(f"    size: {note}")
+        runs += count
+    seconds = runs * MONITOR_SECONDS_PER_RUN
+    say(f"  size: {runs} runs to measure (no training)")
+    say(f"  compute: {compute_text(seconds)}")
+    return seconds
 
 
 def train_parts(parts: dict[str, Part], config: ReproduceConfig, say: Callable[[str], None] = print) -> bool:
-    """Train (or resume) each selected part's sweep; a part that cannot start is reported and the others go on.
-    Returns whether every selected part that could run finished every run. ``KeyboardInterrupt`` propagates."""
+    """Train (or resume) each selected part's sweeps, then measure the monitors part's runs; a part that cannot
+    start is reported and the others go on. Returns whether every selected part that could run finished every run.
+    ``KeyboardInterrupt`` propagates."""
     ok = True
-    for name in config.parts:
+    measured_last = sorted(config.parts, key=lambda name: bool(parts[name].monitored))  # the runs first
+    for name in measured_last:
         part = parts[name]
         reason = skip_reason(part)
         if reason:
             say(f"{name}: skipped: {reason}")
             continue
-        say(f"{name}: {command_line(part, config)}")
-        try:
-            report: SweepReport = run_sweep(sweep_config(part, config))
-        except (ValueError, OSError) as error:  # OSError: a full or read-only disk
-            say(f"{name}: error: {error_message(error)}")
-            ok = False
+        if part.monitored:
+            ok = monitor_runs(part, config, say) and ok
             continue
-        say(f"{name}: {report.summary_line()}")
-        ok = ok and report.ok
+        for sweep in part.sweeps():
+            ok = train_sweep(sweep, config, say) and ok
     return ok
+
+
+def train_sweep(sweep: Part, config: ReproduceConfig, say: Callable[[str], None]) -> bool:
+    """Train (or resume) one sweep; whether every run finished."""
+    say(f"{sweep.name}: {command_line(sweep, config)}")
+    try:
+        report: SweepReport = run_sweep(sweep_config(sweep, config))
+    except (ValueError, OSError) as error:  # OSError: a full or read-only disk
+        say(f"{sweep.name}: error: {error_message(error)}")
+        return False
+    say(f"{sweep.name}: {report.summary_line()}")
+    return report.ok
