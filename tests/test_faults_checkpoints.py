@@ -15,20 +15,16 @@ from pathlib import Path
 
 import pytest
 from cli import load_script
+from test_faults import LONG, ROOT, TIMING, TINY
+from test_faults import ONE_RUN as ONE_SWEEP_RUN
 
 from oversight_rl.engine.deploy import load_policy
 from oversight_rl.engine.trainer import Trainer
 from oversight_rl.rundir.files import CHECKPOINT, CONFIG, EVAL_CSV, SUMMARY, TRAIN_CSV, read_csv, read_json
 from oversight_rl.rundir.status import run_status
 
-ROOT = Path(__file__).resolve().parents[1]
-# 16 envs x 8 steps = 128 env steps per update, one PPO epoch on one minibatch.
-FAST = "--num-envs 16 --num-steps 8 --eval-envs 16 --width 16 --update-epochs 1 --num-minibatches 1".split()
-TINY = [*FAST, "--total-env-steps", "2048", "--eval-every", "1024"]  # 16 updates, checkpoints at 8 and 16
-LONG = [*FAST, "--total-env-steps", "8192", "--eval-every", "1024"]  # 64 updates, a checkpoint every 8
-ONE_RUN = "--oversight 0.5 --methods routing --seeds 1 --workers 1".split()
+ONE_RUN = [*ONE_SWEEP_RUN, "--workers", "1"]
 PAIR = "--oversight 0.5 --methods routing --seeds 2 --population-size 2 --workers 1".split()  # one population of two
-TIMING = ("wall_s", "time/env_steps_per_s")
 
 sweep_cli = load_script("sweep_oversight")
 
