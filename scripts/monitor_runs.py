@@ -31,17 +31,13 @@ import tyro
 from tqdm import tqdm
 
 from oversight_rl.engine.command_line import cli
-from oversight_rl.engine.monitor import check_count, monitor_aurocs
+from oversight_rl.engine.monitor import PROBE_STEPS, check_count, monitor_aurocs
 from oversight_rl.engine.policy_eval import DEFAULT_EPISODES
 from oversight_rl.rundir.files import CONFIG, error_message, read_csv, read_json, write_csv
 from oversight_rl.rundir.readers import describe
 from oversight_rl.rundir.status import DONE, run_status
 
 MONITORS_CSV = "monitors.csv"
-SETTINGS = ("episodes", "monitor_seed", "max_labels")
-"""The columns of a row that hold the call's settings: a row is reused only where they match."""
-IDENTITY = ("method", "oversight", "seed", "label_noise")
-"""The columns that name the run a row measured (from its config.json): a row is reused only where they match."""
 
 
 @dataclass
@@ -57,7 +53,10 @@ class CommandLine:
     seed: int = 0
     """The monitor's seed: its episodes and the probe's initial weights."""
     max_labels: Annotated[int | None, tyro.conf.arg(help_behavior_hint="(default: the run's own budget)")] = None
-    """Cap on the labeled episodes the probe trains on (default: as many as the run's training read)."""
+    """Cap on the labeled episodes the probe trains on (uncapped, as many as the run's training read labels)."""
+    probe_steps: int = PROBE_STEPS
+    """Full-batch Adam steps that train the probe, at least 1 (its AUROC on unlabeled episodes depends on them: see
+    oversight_rl/engine/monitor.py)."""
     redo: bool = False
     """Compute every run again, even those monitors.csv already holds with the same settings."""
     threads: int = 1
@@ -71,6 +70,8 @@ def parse(argv: list[str]) -> CommandLine:
 def run_dirs(paths: tuple[str, ...]) -> list[Path]:
     """The run directories the paths name, each once, in the order given (a sweep's runs sorted by name);
     ``ValueError`` naming a path that is neither a run directory nor a sweep directory holding one."""
+    if not paths:
+        raise ValueError("give at least one RUN_OR_SWEEP_DIR")
     found: dict[Path, None] = {}
     for text in paths:
         path = Path(text)
@@ -161,11 +162,13 @@ def measure(run_dir: Path, key: str, run: dict | str, settings: dict) -> dict:
             episodes=settings["episodes"],
             seed=settings["monitor_seed"],
             max_labels=settings["max_labels"],
+            probe_steps=settings["probe_steps"],
             progress=True,
         )
     except (OSError, ValueError) as error:
         return {"run": key, **run, "status": "unreadable", "reason": error_message(error), **settings}
-    return {"run": key, **run, "status": DONE, "reason": "", **settings, **result}
+    result = {name: None if isinstance(value, float) and math.isnan(value) else value for name, value in result.items()}
+    return {"run": key, **run, "status": DONE, "reason": "", **settings, **result}  # NaN: an empty cell
 
 
 def main(argv: list[str]) -> int:
@@ -173,6 +176,7 @@ def main(argv: list[str]) -> int:
     try:
         check_count("--episodes", args.episodes, 1)
         check_count("--threads", args.threads, 1)
+        check_count("--probe-steps", args.probe_steps, 1)
         if args.max_labels is not None:
             check_count("--max-labels", args.max_labels, 0)
         runs = run_dirs(args.paths)
@@ -182,7 +186,12 @@ def main(argv: list[str]) -> int:
         print(f"error: {error_message(error)}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    settings = {"episodes": args.episodes, "monitor_seed": args.seed, "max_labels": args.max_labels}
+    settings = {
+        "episodes": args.episodes,
+        "monitor_seed": args.seed,
+        "max_labels": args.max_labels,
+        "probe_steps": args.probe_steps,
+    }
     skipped = 0
     for run_dir in tqdm(runs, desc="monitors", unit="run"):
         key = run_key(run_dir, out)

@@ -32,6 +32,7 @@ from oversight_rl.engine.monitor import (
 from oversight_rl.rundir.files import TRAIN_CSV, read_csv
 
 script = load_script("monitor_runs")
+STEPS = 300  # probe training steps: enough for these tasks, and quick
 
 
 @pytest.fixture(autouse=True)
@@ -105,7 +106,7 @@ def separable(n: int, seed: int, dim: int = 8) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_the_probe_learns_a_separable_task():
-    probe = train_probe(probe_set(*separable(2000, seed=0)))
+    probe = train_probe(probe_set(*separable(2000, seed=0)), steps=STEPS)
     x, ghost = separable(2000, seed=1)
     assert auroc(probe_scores(probe, x), ghost) > 0.97
 
@@ -115,7 +116,7 @@ def test_the_probe_is_at_chance_where_labels_are_independent_of_the_states():
     whose standard deviation with 1,000 of each class is 0.013; four of them bound it."""
     rng = np.random.default_rng(2)
     x = rng.normal(size=(4000, 8)).astype(np.float32)
-    probe = train_probe(probe_set(x[:2000], rng.random(2000) < 0.5))
+    probe = train_probe(probe_set(x[:2000], rng.random(2000) < 0.5), steps=STEPS)
     ghost = np.arange(2000) < 1000
     assert abs(auroc(probe_scores(probe, x[2000:]), ghost) - 0.5) < 4 * null_sd(1000, 1000)
 
@@ -130,7 +131,7 @@ def test_repeated_states_merge_into_counts_and_the_probe_is_deterministic():
     x, ghost = separable(200, seed=3)
     doubled = probe_set(np.concatenate([x, x]), np.concatenate([ghost, ~ghost]))
     assert len(doubled.states) == 200 and (doubled.ghosts == 1).all() and (doubled.diamonds == 1).all()
-    a, b = train_probe(probe_set(x, ghost), seed=5), train_probe(probe_set(x, ghost), seed=5)
+    a, b = (train_probe(probe_set(x, ghost), seed=5, steps=STEPS) for _ in range(2))
     assert np.array_equal(probe_scores(a, x), probe_scores(b, x))
 
 
@@ -154,14 +155,14 @@ def test_the_probes_labels_carry_the_runs_label_noise(rate):
     """4,000 labeled episodes with wrong labels drawn as training draws them: about ``rate`` of them are flipped
     (binomial, four standard deviations), and the probe learns the rule at E = 0 but nothing at E = 0.5, where every
     reported label is a coin flip. A probe fit to coin flips is a random function of the states, which agrees with
-    the rule by chance: over 60 seeds of this task its AUROC had mean 0.50 and standard deviation 0.028 (the test
-    episodes' own null gives 0.009 of it), so 0.12 is four of them."""
+    the rule by chance: over 60 seeds of this task (300 steps) its AUROC had mean 0.50 and standard deviation 0.028
+    (the test episodes' own null gives 0.009 of it), so 0.12 is four of them."""
     n = 4000
     rec = synthetic_window(n, seed=4, labeled=True)
     labels = window_probe_set(rec, window_wrong_labels(7, n, 2, rate), every_label=False, room=n)
     assert labels.episodes == n and labels.size == 2 * n
     assert abs(labels.flipped / n - rate) <= 4 * math.sqrt(max(rate * (1 - rate), 1e-12) / n)
-    test = episode_scores(synthetic_window(n, seed=5, labeled=False), train_probe(labels))
+    test = episode_scores(synthetic_window(n, seed=5, labeled=False), train_probe(labels, steps=STEPS))
     value = monitor_auroc(test["probe"], test["terminal"], test["labeled"])
     assert value > 0.97 if rate == 0.0 else abs(value - 0.5) < 0.12
 
@@ -186,8 +187,8 @@ def runs(tmp_path_factory):
 
 
 def test_a_runs_monitors_are_sensible_and_deterministic(runs):
-    routing = monitor_aurocs(runs / "routing-p0.5-s0", episodes=300, seed=1)
-    assert routing == monitor_aurocs(runs / "routing-p0.5-s0", episodes=300, seed=1)
+    routing = monitor_aurocs(runs / "routing-p0.5-s0", episodes=300, seed=1, probe_steps=STEPS)
+    assert routing == monitor_aurocs(runs / "routing-p0.5-s0", episodes=300, seed=1, probe_steps=STEPS)
     rows = read_csv(runs / "routing-p0.5-s0" / TRAIN_CSV)
     budget = round(sum(r["rollout/labeled_fraction"] * r["rollout/episodes"] for r in rows))
     assert routing["label_budget"] == budget == label_budget(runs / "routing-p0.5-s0", False) > 20
@@ -195,7 +196,7 @@ def test_a_runs_monitors_are_sensible_and_deterministic(runs):
     assert routing["probe_states"] >= budget and routing["test_ghost"] > 10 and routing["test_diamond"] > 10
     assert 0.0 <= routing["probe_auroc"] <= 1.0 and 0.0 <= routing["gate_auroc"] <= 1.0
     assert (routing["method"], routing["oversight"], routing["label_noise"]) == ("routing", 0.5, 0.2)
-    naive = monitor_aurocs(runs / "naive-p0.5-s0", episodes=300, max_labels=10)
+    naive = monitor_aurocs(runs / "naive-p0.5-s0", episodes=300, max_labels=10, probe_steps=STEPS)
     assert naive["probe_labels"] == 10 and 0.0 <= naive["probe_auroc"] <= 1.0 and math.isnan(naive["gate_auroc"])
 
 
@@ -222,13 +223,14 @@ def test_monitor_aurocs_names_a_bad_argument_or_directory(runs, tmp_path):
 
 # ----- scripts/monitor_runs.py ----------------------------------------------------------------------------------------
 
-FAST = ["--episodes", "200", "--max-labels", "30"]
+FAST = ["--episodes", "200", "--max-labels", "30", "--probe-steps", str(STEPS)]
 
 
 def test_the_script_writes_monitors_csv_and_skips_measured_runs(runs, monkeypatch, capsys):
     out = runs / "monitors.csv"
     assert script.main([str(runs), *FAST]) == 0
     rows, text = read_csv(out), out.read_text()
+    assert text.splitlines()[1].endswith(",")  # naive's gate_auroc, the last column, is empty
     assert [(r["run"], r["method"], r["status"]) for r in rows] == [
         ("naive-p0.5-s0", "naive", "done"),
         ("routing-p0.5-s0", "routing", "done"),
@@ -242,7 +244,8 @@ def test_the_script_writes_monitors_csv_and_skips_measured_runs(runs, monkeypatc
     assert script.main([str(runs), *FAST]) == 0
     assert calls == [] and "2 of 2 runs already measured" in capsys.readouterr().out
     assert out.read_text() == text
-    assert script.main([str(runs / "naive-p0.5-s0"), "--out", str(out), "--episodes", "100", "--max-labels", "30"]) == 0
+    other = ["--episodes", "100", "--max-labels", "30", "--probe-steps", str(STEPS)]
+    assert script.main([str(runs / "naive-p0.5-s0"), "--out", str(out), *other]) == 0
     assert len(calls) == 1  # other settings: measured again, its row replaced, the other kept
     assert [(r["run"], r["episodes"]) for r in read_csv(out)] == [("naive-p0.5-s0", 100), ("routing-p0.5-s0", 200)]
 
@@ -261,6 +264,7 @@ def test_the_script_lists_an_unfinished_run_without_numbers(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        ([], "give at least one RUN_OR_SWEEP_DIR"),
         (["{tmp}/nowhere"], "does not exist"),
         (["{tmp}/empty"], "is neither a run directory"),
         (["{tmp}/file.txt"], "is a file, not a directory"),

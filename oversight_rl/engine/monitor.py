@@ -33,7 +33,13 @@ Definitions:
   default width), on the flat observation, trained full-batch by Adam on the binary cross-entropy of its Ghost
   logit for :data:`PROBE_STEPS` steps from weights drawn with torch's generator seeded by ``seed`` (and the state of
   torch's generator left as it was). Repeated states are merged, each weighted by its counts of Ghost and Diamond
-  labels, which leaves the loss exactly that of the states one by one.
+  labels, which leaves the loss exactly that of the states one by one. The labeled episodes are all but separable
+  (a probe ranks held-out labeled episodes at AUROC 0.99 or more), so what it does on unlabeled ones is the
+  extrapolation its training happens to find, not a converged optimum: measured on 2M-step runs at 10% oversight,
+  routing's policy's probe scored 0.89, 0.92, 0.93 and 0.93 after 300, 1,000, 3,000 and 10,000 steps (0.84 by
+  L-BFGS, to a lower training loss), naive's 0.50, 0.58, 0.62 and 0.68; two initial seeds at 2,000 steps gave 0.93
+  and 0.93 (routing), 0.60 and 0.71 (naive). 2,000 steps is where routing's had levelled off; a result should be a
+  mean over runs, which also averages the probe's own spread.
 - **Scores and AUROC** (as ``gate_auroc``): each finished episode's score is the mean over its steps of the
   monitor's Ghost score (the probe's P(Ghost); the gate's ``1 - gate``, its weight on the Ghost expert). AUROC is the
   probability that a Ghost-bound episode outscores a Diamond-bound one, ties counting half
@@ -70,8 +76,8 @@ from oversight_rl.rundir.readers import Unreadable, read_complete_csv, read_run_
 
 PROBE_WIDTH = 64
 """Hidden units of the probe's one hidden layer."""
-PROBE_STEPS = 300
-"""Full-batch Adam steps that train the probe."""
+PROBE_STEPS = 2000
+"""Full-batch Adam steps that train the probe (see the module's docstring for how much they matter)."""
 PROBE_LR = 1e-2
 """The probe's Adam learning rate."""
 MAX_STEPS_FACTOR = 4
