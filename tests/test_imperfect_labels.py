@@ -89,9 +89,9 @@ def test_dry_run_lists_the_parts_with_their_sizes_and_compute(tmp_path, capsys):
     # Each s: 10 x (3 x 2,000,128 + 200,192).
     assert out.count("    size: 40 runs, 62,005,760 agent-env-steps") == 2
     assert "  size: 80 runs, 124,011,520 agent-env-steps" in out
-    # 613,056,000 / 2,000,128 x 85 s x 0.85 + 400 x 10 s = 26,146 s; 124,011,520: 5,280 s; 400 x 30 s to monitor.
+    # 613,056,000 / 2,000,128 x 85 s x 0.85 + 400 x 10 s = 26,146 s; 124,011,520: 5,280 s; 400 x 100 s to monitor.
     assert "compute: about 7.3 hours of one core of the reference machine, 6.3 hours of wall time" in out
-    assert "compute: about 1.5 hours of one core" in out and "compute: about 3.3 hours of one core" in out
+    assert "compute: about 1.5 hours of one core" in out and "compute: about 11.1 hours of one core" in out
     assert "size: 400 runs to measure (no training)" in out
     assert f"size: none counted: {root / 'main-default'} holds no run yet" in out
     commands = re.findall(r"python scripts/sweep_oversight.py .*", out)

@@ -38,13 +38,13 @@ oversight       ``spurious_oversight``, as ``--env-kwargs``) 0.1 and 0.3, one sw
 monitors        not a training sweep: ``scripts/monitor_runs.py`` on every finished run of the label-noise part,
                 and of main-default and main-routing where their runs keep their checkpoints (a monitors.csv in
                 each sweep directory): the gate's and a separately trained probe's AUROC on unlabeled episodes
-                (:mod:`oversight_rl.engine.monitor`), about :data:`MONITOR_SECONDS_PER_RUN` s a run: 3.3
-                core-hours for label-noise's runs, 2.1 more for the main grid's 250
+                (:mod:`oversight_rl.engine.monitor`), about :data:`MONITOR_SECONDS_PER_RUN` s a run: 11
+                core-hours for label-noise's runs, 7 more for the main grid's 250
 ==============  ============================================================================================
 
 label-noise, spurious-oversight and monitors test the gradient-routing post's claims on imperfect labels and
 monitoring (:mod:`oversight_rl.study.imperfect`). Like paper-full they are not in the default ``--parts``, whose
-invocation they would lengthen by about 12 hours of one core of the reference machine (10.5 hours of wall time with
+invocation they would lengthen by about 20 hours of one core of the reference machine (17 hours of wall time with
 ``--workers 2`` on its 2 cores, which behave like about 1.15); ``--parts label-noise spurious-oversight monitors``
 runs them, and each resumes where it stopped.
 
@@ -89,7 +89,7 @@ PartName = Literal[
 ]
 PART_NAMES: tuple[str, ...] = get_args(PartName)
 OPTIONAL_PARTS = ("paper-full", "label-noise", "spurious-oversight", "monitors")
-"""Parts trained only when ``--parts`` names them: paper-full needs a GPU's budget, and the post's three about 12
+"""Parts trained only when ``--parts`` names them: paper-full needs a GPU's budget, and the post's three about 20
 hours of one core of the reference machine (the module's docstring)."""
 DEFAULT_PARTS: tuple[str, ...] = tuple(name for name in PART_NAMES if name not in OPTIONAL_PARTS)
 PINNED = {"env_backend": "torch", "eval_envs": 2048}
@@ -137,11 +137,11 @@ EVAL_SECONDS_PER_RUN = 10.0
 times, one policy or, for routing, three (measured side by side: about 0.4 s more per policy and evaluation)."""
 EFFECTIVE_CORES = 1.15
 """What the reference machine's 2 cores give with 2 workers (docs/results.md, appendix A.1)."""
-MONITOR_SECONDS_PER_RUN = 30.0
+MONITOR_SECONDS_PER_RUN = 100.0
 """Seconds ``monitor_runs.py`` takes per default run on one core of the reference machine: it plays the trained
 policy until the probe has as many labels as the run's training read (about as many episodes as training played,
-forward passes only), trains the probe and plays the test episodes (measured: 61 s for a routing and a filtering run
-at 10% oversight, on a machine busy with other work)."""
+forward passes only), trains the probe (2,000 Adam steps) and plays the test episodes (measured on a default 2M-step
+routing run at 10%, on a machine busy with other work: about 60 s of play and 40 s of probe training)."""
 
 
 @dataclass
