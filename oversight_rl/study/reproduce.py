@@ -21,6 +21,8 @@ paper           ``--preset paper`` with the networks it had when this part ran (
                 runs reach, and a run on its way counts at the budgets it has passed
 main-routing    routing alone as main-default, under ``--routed-advantage unwatched_baseline``; and the same
                 under ``routed_no_baseline`` in the part main-routed-no-baseline
+main-tuned-     routing alone as main-tuned, under ``unwatched_baseline``, whose equal tuning is routing's tuned
+routing         setting (main-tuned's routing is the paper estimator's, tuned before)
 budget-routing  routing alone as budget, under ``unwatched_baseline``
 budget-1pct     the budget study at 1% oversight, the 4 methods, routing under ``unwatched_baseline``
 paper-full      ``--preset paper`` at the paper's own budget (327,680,000 steps), 5 levels x 4 methods x 3 seeds;
@@ -80,6 +82,7 @@ PartName = Literal[
     "paper",
     "main-routing",
     "main-routed-no-baseline",
+    "main-tuned-routing",
     "budget-routing",
     "budget-1pct",
     "paper-full",
@@ -105,10 +108,10 @@ UNBIASED = {"routed_advantage": "unwatched_baseline"}
 """The unbiased routed estimator with the least variance, which the routing parts added with it compare with the
 paper's."""
 ROUTED_NO_BASELINE = {"routed_advantage": "routed_no_baseline"}
+"""The estimator without a baseline on labeled samples only: biased, but the best of four in a pilot."""
 PAPER_BEFORE_AUTHORS = {"critic": "mlp", "gate_net": "mlp", "zero_bias": False, "adam_eps": 1e-5, "vf_coef": 0.5}
 """The networks, Adam epsilon and value coefficient ``--preset paper`` had before it followed the authors' code,
 pinned in the paper part, which was run with them, so that it resumes as run."""
-"""The estimator without a baseline on labeled samples only: biased, but the best of four in a pilot."""
 SWEEP_SCRIPT = "scripts/sweep_oversight.py"
 CPU, GPU = ("cpu",), ("cuda",)
 """Where a part's committed runs were trained (:attr:`Part.trained_on`): the reference machine's CPU, or one NVIDIA
@@ -346,6 +349,16 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             10,
             settings=ROUTED_NO_BASELINE,
             trained_on=CPU,
+        ),
+        Part(
+            "main-tuned-routing",
+            f"routing with the unbiased estimator ({UNBIASED['routed_advantage']}) at every oversight level, under its"
+            " tuned setting",
+            DEFAULT_OVERSIGHT,
+            ("routing",),
+            10,
+            preset="tuned",
+            settings=UNBIASED,
         ),
         Part(
             "budget-routing",
