@@ -204,6 +204,37 @@ def test_claims_on_hand_made_runs():
     assert rows["Routing reaches nontrivial return at 1% oversight"]["verdict"] == CONTRADICTED
 
 
+def hand_grid(returns: dict[tuple[str, float], list[float]]) -> SweepResults:
+    """Finished runs with the given final true returns per (method, oversight)."""
+    rows = [
+        {"method": method, "oversight": p, "seed": seed, "status": "done", "true_return": value}
+        for (method, p), values in returns.items()
+        for seed, value in enumerate(values)
+    ]
+    return SweepResults(tidy(rows))
+
+
+def test_the_default_estimators_rows_measure_their_own_grid():
+    """The (default estimator) rows read routing from the grid they name, never from main-default's, and say "no
+    data" while that grid has no runs."""
+    paper = hand_main([0.0, -0.05, 0.05, 0.02, -0.02], [0.5, 0.55, 0.6, 0.45, 0.5])
+    unbiased = hand_main([0.5, 0.55, 0.6, 0.45, 0.5], [0.1, 0.0, 0.2, 0.15, 0.05])
+    tuned = hand_grid({("routing", 0.01): [0.30, 0.32, 0.34], ("filtering", 0.01): [0.50, 0.52, 0.54]})
+    evidence = Evidence(paper, SweepResults([]), [], 0.16, main_unbiased=unbiased, tuned_unbiased=tuned)
+    rows = {row["claim"]: row for row in claim_rows(evidence)}
+    assert rows["Routing beats naive training at 1% oversight (Fig. 6a)"]["verdict"] == CONTRADICTED
+    default = rows["(default estimator) Routing beats naive training at 1% oversight (Fig. 6a)"]
+    assert default["estimate"] == 1.0 and default["verdict"] == SUPPORTED
+    matches = rows[
+        "(default estimator, each method tuned) Routing's Diamond expert at or above filtering at 1% oversight"
+    ]
+    assert matches["estimate"] == pytest.approx(-0.20) and matches["verdict"] == CONTRADICTED
+    assert "routing minus filtering at p = 0.01" in matches["test"]
+    assert rows["(default estimator, each method tuned) Routing beats filtering at 10% oversight"]["verdict"] == NO_DATA
+    alone = {r["claim"]: r for r in claim_rows(Evidence(paper, SweepResults([]), [], 0.16))}
+    assert alone["(default estimator) Routing reaches nontrivial return at 1% oversight"]["verdict"] == NO_DATA
+
+
 LADDER = ("1M", "2M", "4M", "8M", "16M", "32M")
 
 
@@ -298,7 +329,7 @@ def tuned_presets(tmp_path, monkeypatch) -> Path:
 def test_each_parts_printed_command_is_the_sweep_it_trains(tuned_presets):
     config = reproduce.ReproduceConfig(root="elsewhere", workers=3, population_size=7)
     sweeps = [sweep for part in reproduce.default_parts(config).values() for sweep in part.sweeps()]
-    assert len(sweeps) == 17  # the parts of one sweep, label-noise's 5, spurious-oversight's 2; monitors trains none
+    assert len(sweeps) == 18  # the parts of one sweep, label-noise's 5, spurious-oversight's 2; monitors trains none
     for part in sweeps:
         assert sweep_cli.parse(reproduce.command(part, config)) == reproduce.sweep_config(part, config), part.name
         points = reproduce.sweep_config(part, config).grid()
@@ -324,7 +355,7 @@ def test_dry_run_prints_each_command_and_its_size(tmp_path, monkeypatch, capsys)
     assert "size: 20 runs, 481,600,000 agent-env-steps" in out  # budget-1pct: 5 x (3 x 32,000,000 + 320,000)
     assert "total: 387 runs, 2,031,185,920 agent-env-steps" in out  # main-routed-no-baseline as main-routing
     commands = re.findall(r"python scripts/sweep_oversight.py .*", out)
-    assert len(commands) == 9 and all("--env-backend torch --eval-envs 2048" in c for c in commands)
+    assert len(commands) == 10 and all("--env-backend torch --eval-envs 2048" in c for c in commands)
     assert "--no-anneal-lr --total-env-steps 32000000 --eval-every 1000000" in commands[2]
     assert not (tmp_path / "sweeps").exists()
 
@@ -528,23 +559,50 @@ SUMMARY_SOURCES = {
     "naive": ("main_default", "naive"),
     "oracle": ("main_default", "oracle"),
 }
+TUNED_SUMMARY_SOURCES = {
+    "routing (unwatched_baseline)": ("main_tuned_routing", "routing"),
+    "routing (shared_baseline)": ("main_tuned", "routing"),
+    "filtering": ("main_tuned", "filtering"),
+    "naive": ("main_tuned", "naive"),
+    "oracle": ("main_tuned", "oracle"),
+}
+
+
+def markdown_tables(text: str) -> list[list[str]]:
+    """Each table of ``text``: its consecutive lines that start with ``|``."""
+    tables, current = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+def assert_cells_are_the_csvs_means(table: list[str], sources: dict[str, tuple[str, str]]) -> None:
+    """Every row of a summary table is its source CSV's mean over finished runs per level, or ``-`` where the cell has
+    none (a part still training)."""
+    assert table[0] == "| method | p = 0.01 | p = 0.03 | p = 0.1 | p = 0.3 | p = 1 |" and len(table) == len(sources) + 2
+    for label, (part, method) in sources.items():
+        rows = read_csv(ROOT / "docs" / f"results_{part}.csv")
+        cells = next(line for line in table if line.startswith(f"| {label} |")).strip("| ").split(" | ")[1:]
+        for oversight, cell in zip((0.01, 0.03, 0.1, 0.3, 1.0), cells, strict=True):
+            done = [r for r in rows if r["method"] == method and r["oversight"] == oversight and r["status"] == "done"]
+            mean = f"{np.mean([r['true_return'] for r in done]):.2f} " if done else "-"
+            assert cell.startswith(mean), (label, oversight)
 
 
 def test_the_summary_at_the_top_gives_the_csvs_numbers_and_the_readme_the_same():
     text = (ROOT / "docs" / "results.md").read_text()
     summary = generated_section(text, "summary")
     assert text.index("<!-- generated: summary -->") < text.index("\n## 1. ")  # at the top
-    table = [line for line in summary.splitlines() if line.startswith("| ")]
-    assert table[0] == "| method | p = 0.01 | p = 0.03 | p = 0.1 | p = 0.3 | p = 1 |" and len(table) == 7
-    for label, (part, method) in SUMMARY_SOURCES.items():
-        rows = read_csv(ROOT / "docs" / f"results_{part}.csv")
-        cells = next(line for line in table if line.startswith(f"| {label} |")).strip("| ").split(" | ")[1:]
-        for oversight, cell in zip((0.01, 0.03, 0.1, 0.3, 1.0), cells, strict=True):
-            done = [r for r in rows if r["method"] == method and r["oversight"] == oversight and r["status"] == "done"]
-            assert len(done) == 10 and cell.startswith(f"{np.mean([r['true_return'] for r in done]):.2f} ["), label
+    main, tuned = markdown_tables(summary)
+    assert_cells_are_the_csvs_means(main, SUMMARY_SOURCES)
+    assert_cells_are_the_csvs_means(tuned, TUNED_SUMMARY_SOURCES)
     readme = (ROOT / "README.md").read_text()
     glance = readme[readme.index("## Results at a glance") : readme.index("## Quick start")]
-    assert [line for line in glance.splitlines() if line.startswith("| ")] == table
+    assert markdown_tables(glance) == [main, tuned]
 
 
 def test_results_md_is_what_its_committed_csvs_and_records_regenerate(tmp_path, capsys):

@@ -17,8 +17,11 @@ The budget sweep's claims are read at the budgets they are about, named in each 
 or a peak at the budget where that method's mean over seeds is highest (:meth:`Evidence.best_budget`; a choice among
 the ladder's budgets, made the same way for each side), "the oracle needs 3-4x more steps to match routing" from
 routing's best budget B among those with 4B on the ladder, and "once naive has had time to hack" at the longest
-budget. Routing is the paper's estimator throughout (main-default, budget), but for one row that reads the ceiling
-under the unbiased estimator (budget-routing's runs, the budget sweep's seeds).
+budget. Routing is the paper's estimator in the paper's rows (main-default, budget), but for one row that reads the
+ceiling under the unbiased estimator (budget-routing's runs, the budget sweep's seeds). The rows marked "(default
+estimator)" measure the main grid's claims about routing again with the package's default estimator, at default
+settings and under each method's tuned preset, with one question the paper's rows do not ask: is routing's Diamond
+expert at or above filtering at 1% and 3% oversight, where oversight is scarcest?
 
 The gradient-routing post's two claims that fit the gridworld (rows marked "(post)"; routing with the package's
 default estimator, from the parts label-noise, spurious-oversight and monitors, :mod:`oversight_rl.study.imperfect`)
@@ -43,6 +46,7 @@ are measured thus, each at 10% oversight unless its row says otherwise:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -135,6 +139,11 @@ class Evidence:
     monitors: list[dict] = field(default_factory=list)
     """The monitors part's rows: one per run measured or to measure, with the ``part`` whose run it is, its
     ``label_noise``, ``probe_auroc`` and ``gate_auroc``."""
+    main_unbiased: SweepResults | None = None
+    """The main grid with routing under the package's default (unbiased) estimator: main-routing's routing beside
+    main-default's baselines (the same seeds and settings)."""
+    tuned_unbiased: SweepResults | None = None
+    """The same under each method's tuned preset: main-tuned-routing's routing beside main-tuned's baselines."""
 
     def final(self, results: SweepResults, method: str, oversight: float, metric: str = "true_return") -> np.ndarray:
         return stats.finite(final_values(results.rows_at(method, oversight), metric))
@@ -476,25 +485,57 @@ MONITOR_CLAIMS = (
 )
 """The post's claim 2, "gradient routing allows monitoring when models use dangerous knowledge"."""
 
-PAPER_CLAIMS = (
-    Claim(
-        "Routing reaches nontrivial return at 1% oversight",
-        "routing's mean at p = 0.01 is above the score of always walking to the nearest terminal",
-        lambda e: mean_of(e.final(e.main, "routing", 0.01)),
-        above_nearest,
-    ),
-    Claim(
-        "Routing beats naive training at 1% oversight (Fig. 6a)",
-        "P(routing > naive) at p = 0.01",
-        lambda e: improvement_of(e.final(e.main, "routing", 0.01), e.final(e.main, "naive", 0.01)),
-        above(0.5),
-    ),
-    Claim(
-        "The Diamond expert matches baselines trained with about 6x more oversight (at 5%)",
-        f"routing at p = 0.03 minus filtering at p = 0.1 (3.3x; the grid has no 5%), not below -{MARGIN:g}",
-        lambda e: difference_of(e.final(e.main, "routing", 0.03), e.final(e.main, "filtering", 0.1)),
+NONTRIVIAL_AT_1PCT = Claim(
+    "Routing reaches nontrivial return at 1% oversight",
+    "routing's mean at p = 0.01 is above the score of always walking to the nearest terminal",
+    lambda e: mean_of(e.final(e.main, "routing", 0.01)),
+    above_nearest,
+)
+BEATS_NAIVE_AT_1PCT = Claim(
+    "Routing beats naive training at 1% oversight (Fig. 6a)",
+    "P(routing > naive) at p = 0.01",
+    lambda e: improvement_of(e.final(e.main, "routing", 0.01), e.final(e.main, "naive", 0.01)),
+    above(0.5),
+)
+MATCHES_MORE_OVERSIGHT = Claim(
+    "The Diamond expert matches baselines trained with about 6x more oversight (at 5%)",
+    f"routing at p = 0.03 minus filtering at p = 0.1 (3.3x; the grid has no 5%), not below -{MARGIN:g}",
+    lambda e: difference_of(e.final(e.main, "routing", 0.03), e.final(e.main, "filtering", 0.1)),
+    above(-MARGIN),
+)
+BEATS_FILTERING_AT_10PCT = Claim(
+    "Routing beats filtering at 10% oversight",
+    "P(routing > filtering) at p = 0.1",
+    lambda e: improvement_of(e.final(e.main, "routing", 0.1), e.final(e.main, "filtering", 0.1)),
+    above(0.5),
+)
+
+
+def matches_filtering(oversight: float) -> Claim:
+    """Routing's Diamond expert at least as good as filtering at the same oversight (non-inferiority)."""
+    return Claim(
+        f"Routing's Diamond expert at or above filtering at {oversight:.0%} oversight",
+        f"routing minus filtering at p = {oversight:g}, not below -{MARGIN:g}",
+        lambda e: difference_of(e.final(e.main, "routing", oversight), e.final(e.main, "filtering", oversight)),
         above(-MARGIN),
-    ),
+    )
+
+
+def on_grid(grid: str, claim: Claim, label: str) -> Claim:
+    """``claim`` measured on another main grid of the evidence (:attr:`Evidence.main_unbiased` or
+    :attr:`Evidence.tuned_unbiased`) in place of :attr:`Evidence.main`, under the label ``label``."""
+
+    def measure(evidence: Evidence) -> Measurement:
+        other = getattr(evidence, grid)
+        return NO_MEASUREMENT if other is None else claim.measure(dataclasses.replace(evidence, main=other))
+
+    return Claim(f"{label} {claim.claim}", claim.test, measure, claim.region)
+
+
+PAPER_CLAIMS = (
+    NONTRIVIAL_AT_1PCT,
+    BEATS_NAIVE_AT_1PCT,
+    MATCHES_MORE_OVERSIGHT,
     Claim(
         "(the same, against naive training)",
         f"routing at p = 0.03 minus naive at p = 0.1, not below -{MARGIN:g}",
@@ -507,12 +548,7 @@ PAPER_CLAIMS = (
         lambda e: mean_of(e.final(e.main, "filtering", 0.1)),
         below_nearest,
     ),
-    Claim(
-        "Routing beats filtering at 10% oversight",
-        "P(routing > filtering) at p = 0.1",
-        lambda e: improvement_of(e.final(e.main, "routing", 0.1), e.final(e.main, "filtering", 0.1)),
-        above(0.5),
-    ),
+    BEATS_FILTERING_AT_10PCT,
     Claim(
         "Naive training hacks (a precondition of every other claim)",
         "naive's mean hacking gap at p = 0.1 is above 0",
@@ -573,7 +609,22 @@ PAPER_CLAIMS = (
     ),
 )
 """The paper's claims, the critique's and the reference reproduction's."""
-CLAIMS = (*PAPER_CLAIMS, *IMPERFECT_LABEL_CLAIMS, *MONITOR_CLAIMS)
+DEFAULT = "(default estimator)"
+TUNED = "(default estimator, each method tuned)"
+UNBIASED_CLAIMS = (
+    on_grid("main_unbiased", NONTRIVIAL_AT_1PCT, DEFAULT),
+    on_grid("main_unbiased", BEATS_NAIVE_AT_1PCT, DEFAULT),
+    on_grid("main_unbiased", MATCHES_MORE_OVERSIGHT, DEFAULT),
+    on_grid("main_unbiased", BEATS_FILTERING_AT_10PCT, DEFAULT),
+    on_grid("tuned_unbiased", BEATS_NAIVE_AT_1PCT, TUNED),
+    on_grid("tuned_unbiased", matches_filtering(0.01), TUNED),
+    on_grid("tuned_unbiased", matches_filtering(0.03), TUNED),
+    on_grid("tuned_unbiased", BEATS_FILTERING_AT_10PCT, TUNED),
+)
+"""The main grid's claims about routing again with the package's default estimator (the paper's biases its
+update), at default settings and under each method's tuned preset, where "at or above filtering at 1% and 3%" asks
+whether routing wins where oversight is scarcest."""
+CLAIMS = (*PAPER_CLAIMS, *UNBIASED_CLAIMS, *IMPERFECT_LABEL_CLAIMS, *MONITOR_CLAIMS)
 
 
 def claim_rows(evidence: Evidence, claims: tuple[Claim, ...] = CLAIMS) -> list[dict]:

@@ -359,6 +359,7 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             10,
             preset="tuned",
             settings=UNBIASED,
+            trained_on=CPU,
         ),
         Part(
             "budget-routing",
