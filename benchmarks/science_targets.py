@@ -1,4 +1,4 @@
-"""The training issue's science targets, measured: default-run quality and time, naive hacking, fair baselines.
+"""The package's science targets, measured: default-run quality and time, naive hacking, fair baselines.
 
 Runs each configuration below to completion (one process, one thread) and prints the deployed variant's final and
 best true return, its final hacking gap and the wall time. Run directories are kept under ``--out``.

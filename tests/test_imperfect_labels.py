@@ -1,4 +1,4 @@
-"""The gradient-routing post's claims as parts of reproduce_results.py (issue 21): label-noise, spurious-oversight and
+"""The gradient-routing post's claims as parts of reproduce_results.py: label-noise, spurious-oversight and
 monitors plan the right grids and commands, the claims are computed from hand-made rows (statistic, interval,
 verdict), regenerating with no runs gives honest placeholders, and a tiny end-to-end run trains, measures, resumes and
 regenerates the CSVs, figures and sections."""

@@ -1,5 +1,5 @@
 """A method of the user's own, named by its import path: its own training reward, and every part of it checked
-before anything is written (issue 20, item 7)."""
+before anything is written."""
 
 from __future__ import annotations
 

@@ -381,6 +381,7 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             BUDGET_SEEDS,
             settings=budget_unbiased,
             ladders=fitting_ladders(part_base("default", budget_unbiased), DEFAULT_METHODS, one_percent[0]),
+            trained_on=CPU,
         ),
         Part(
             "paper-full",
