@@ -238,7 +238,7 @@ def headline(estimators: SweepResults, tuned: SweepResults, budget: list[dict], 
     paper, unbiased = (f"routing ({estimator})" for estimator in ("shared_baseline", "unwatched_baseline"))
     budget_rows = [{**row, "method": paper} if row["method"] == "routing" else row for row in budget]
     budget_rows += [{**row, "method": unbiased} for row in unbiased_budget if row["method"] == "routing"]
-    tuned_routing = [f"routing ({TUNED_ESTIMATOR_PARTS[part]})" for part in reversed(TUNED_ESTIMATOR_PARTS)]
+    tuned_routing = [f"routing ({e})" for e in HEADLINE_ROUTING if e in TUNED_ESTIMATOR_PARTS.values()]
     return summary_section(
         estimators,
         [*routing, *BASELINES],
