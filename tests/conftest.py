@@ -78,3 +78,12 @@ def interrupt_after_first_checkpoint(monkeypatch):
         monkeypatch.undo()
 
     return interrupt
+
+
+@pytest.fixture
+def float64():
+    """Compute in float64 for the test, then restore the default dtype."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)

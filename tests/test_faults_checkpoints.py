@@ -9,13 +9,12 @@ import shutil
 import struct
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 from cli import load_script
-from test_faults import LONG, ROOT, TIMING, TINY
+from test_faults import LONG, ROOT, TIMING, TINY, wait_until
 from test_faults import ONE_RUN as ONE_SWEEP_RUN
 
 from oversight_rl.engine.deploy import load_policy
@@ -155,15 +154,6 @@ def slow_tuning(out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": path, "PYTHONWARNINGS": "ignore"}
     command = [sys.executable, "-c", code, *TUNING, "--out", str(out)]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_until(condition, timeout_s: float, interval_s: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval_s)
-    return condition()
 
 
 def trial_states(out: Path) -> list[str]:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from cli import load_script
+from test_routing import one_agent_rollout
 
 import oversight_rl.engine.trainer as trainer_module
 from envs import Terminal
@@ -45,23 +46,10 @@ def untimed(rows: list[dict]) -> list[dict]:
 def hand_rollout() -> Rollout:
     """T=3, one agent, N=6. env0: labeled Diamond at t=0 (its Ghost unwatched), then unfinished. env1: labeled Ghost
     at t=1. env2: unlabeled Diamond at t=1. env3: unlabeled Ghost at t=2. env4: time-out at t=2. env5: unfinished."""
-    t, n = 3, 6
     dones = torch.tensor([[1, 0, 0, 0, 0, 0], [0, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 0]], dtype=torch.bool)
     terminal = torch.tensor([[D_, 0, 0, 0, 0, 0], [0, G_, D_, 0, 0, 0], [0, 0, 0, G_, N_, 0]], dtype=torch.int8)
     labeled = torch.tensor([[1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]], dtype=torch.bool)
-    one_agent = lambda x: x.unsqueeze(1)  # noqa: E731  (T, S=1, N)
-    return Rollout(
-        obs=torch.zeros(t, 1, n, 4, 5, 5),
-        actions=torch.zeros(t, 1, n, dtype=torch.long),
-        logp=torch.zeros(t, 1, n),
-        values=torch.zeros(t, 1, n),
-        dones=one_agent(dones),
-        terminal=one_agent(terminal),
-        labeled=one_agent(labeled),
-        ghost_overseen=one_agent(labeled & (terminal == G_)),
-        next_value=torch.zeros(1, n),
-        trunk=None,
-    )
+    return one_agent_rollout(dones, terminal, labeled)
 
 
 ALL_WRONG = torch.ones(3, 1, 6, dtype=torch.bool)
@@ -236,14 +224,6 @@ def test_methods_with_one_first_rollout_get_the_same_wrong_labels(first_updates,
         assert torch.equal(received.terminal, first[1].terminal)
         assert torch.equal(received.ghost_overseen, first[1].ghost_overseen)
         assert metrics["rollout/flipped_labels"].item() == first[2]["rollout/flipped_labels"].item()
-
-
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
 
 
 def wrong_and_flipped(cfgs, tmp_path, monkeypatch, updates: int = 3) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -115,14 +115,6 @@ def test_the_isolation_check_catches_coupled_agents(tiny_cfg, tmp_path, monkeypa
 # ----- agreement with the run alone -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 @pytest.mark.parametrize(("method", "algo"), [("routing", "ppo"), ("filtering", "reinforce"), ("oracle", "ppo")])
 def test_an_agent_in_a_population_matches_its_run_alone_in_float64(tiny_cfg, tmp_path, float64, method, algo):
     """Equal to 1e-12 after five updates: a batched matrix product may sum in another order than a single one, so

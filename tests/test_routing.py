@@ -217,10 +217,16 @@ def hand_rollout() -> Rollout:
     """T=3, one agent, N=4. env0: labeled Diamond at t=1, then unfinished. env1: unlabeled Ghost at t=0, labeled
     Ghost at t=2.
     env2: time-out at t=2. env3: unlabeled Diamond at t=2."""
-    t, n = 3, 4
     dones = torch.tensor([[0, 1, 0, 0], [1, 0, 0, 0], [0, 1, 1, 1]], dtype=torch.bool)
     terminal = torch.tensor([[0, 2, 0, 0], [1, 0, 0, 0], [0, 2, 0, 1]], dtype=torch.int8)
     labeled = torch.tensor([[0, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0]], dtype=torch.bool)
+    return one_agent_rollout(dones, terminal, labeled)
+
+
+def one_agent_rollout(dones: torch.Tensor, terminal: torch.Tensor, labeled: torch.Tensor) -> Rollout:
+    """A rollout of one agent with the given (T, N) episode ends, terminals (2: the Ghost) and labels, zeros
+    elsewhere."""
+    t, n = dones.shape
     one_agent = lambda x: x.unsqueeze(1)  # noqa: E731  (T, S=1, N)
     return Rollout(
         obs=torch.zeros(t, 1, n, 4, 5, 5),
