@@ -20,8 +20,9 @@ every run on --env-backend torch with --eval-envs 2048):
                   as its runs have come
     main-routing, main-routed-no-baseline
                   routing alone as main-default, under --routed-advantage unwatched_baseline / routed_no_baseline
-    budget-routing, budget-1pct
-                  routing alone as budget (unwatched_baseline); the budget study at 1% oversight, 4 methods
+    budget-routing, budget-1pct, budget-1pct-paper-routing
+                  routing alone as budget (unwatched_baseline); the budget study at 1% oversight, 4 methods;
+                  routing alone at 1% under the paper's estimator (shared_baseline)
     paper-full    --preset paper at 327,680,000 steps, 5 levels x 4 methods x 3 seeds (not in the default --parts)
     label-noise   --label-noise E for E in 0 0.05 0.1 0.2 0.3, at 3% and 10% oversight, 4 methods x 10 seeds: one
                   sweep per E in ROOT/label-noise/E<E> (about 7.3 hours of one core; not in the default --parts)

@@ -329,7 +329,7 @@ def tuned_presets(tmp_path, monkeypatch) -> Path:
 def test_each_parts_printed_command_is_the_sweep_it_trains(tuned_presets):
     config = reproduce.ReproduceConfig(root="elsewhere", workers=3, population_size=7)
     sweeps = [sweep for part in reproduce.default_parts(config).values() for sweep in part.sweeps()]
-    assert len(sweeps) == 18  # the parts of one sweep, label-noise's 5, spurious-oversight's 2; monitors trains none
+    assert len(sweeps) == 19  # the parts of one sweep, label-noise's 5, spurious-oversight's 2; monitors trains none
     for part in sweeps:
         assert sweep_cli.parse(reproduce.command(part, config)) == reproduce.sweep_config(part, config), part.name
         points = reproduce.sweep_config(part, config).grid()
@@ -353,9 +353,10 @@ def test_dry_run_prints_each_command_and_its_size(tmp_path, monkeypatch, capsys)
     assert "size: 50 runs, 100,006,400 agent-env-steps" in out  # main-routing: 5 levels x 10 seeds x 2,000,128
     assert "size: 5 runs, 160,000,000 agent-env-steps" in out  # budget-routing: 5 x 32,000,000
     assert "size: 20 runs, 481,600,000 agent-env-steps" in out  # budget-1pct: 5 x (3 x 32,000,000 + 320,000)
-    assert "total: 387 runs, 2,031,185,920 agent-env-steps" in out  # main-routed-no-baseline as main-routing
+    # budget-1pct-paper-routing's 5 x 32,000,000 as budget-routing's; main-routed-no-baseline's as main-routing's
+    assert "total: 392 runs, 2,191,185,920 agent-env-steps" in out
     commands = re.findall(r"python scripts/sweep_oversight.py .*", out)
-    assert len(commands) == 10 and all("--env-backend torch --eval-envs 2048" in c for c in commands)
+    assert len(commands) == 11 and all("--env-backend torch --eval-envs 2048" in c for c in commands)
     assert "--no-anneal-lr --total-env-steps 32000000 --eval-every 1000000" in commands[2]
     assert not (tmp_path / "sweeps").exists()
 
@@ -603,6 +604,34 @@ def test_the_summary_at_the_top_gives_the_csvs_numbers_and_the_readme_the_same()
     readme = (ROOT / "README.md").read_text()
     glance = readme[readme.index("## Results at a glance") : readme.index("## Quick start")]
     assert markdown_tables(glance) == [main, tuned]
+
+
+BUDGET_SUMMARY_SOURCES = {
+    0.1: {
+        "routing (unwatched_baseline)": "budget_routing",
+        "routing (shared_baseline)": "budget",
+        "filtering": "budget",
+    },
+    0.01: {
+        "routing (unwatched_baseline)": "budget_1pct",
+        "routing (shared_baseline)": "budget_1pct_paper_routing",
+        "filtering": "budget_1pct",
+    },
+}
+"""Where each budget line of the summary takes each method's runs (naive and the oracle: from filtering's part)."""
+
+
+def test_the_summarys_budget_lines_give_each_parts_mean_at_32m():
+    summary = generated_section((ROOT / "docs" / "results.md").read_text(), "summary")
+    for oversight, sources in BUDGET_SUMMARY_SOURCES.items():
+        line = next(line for line in summary.splitlines() if line.startswith(f"At oversight {oversight:g} with"))
+        assert "after 32M steps" in line, oversight
+        for label in [*sources, "naive", "oracle"]:
+            rows = read_csv(ROOT / "docs" / f"results_{sources.get(label, sources['filtering'])}.csv")
+            method = label.split(" ")[0]
+            done = [r for r in rows if (r["method"], r["budget_label"], r["status"]) == (method, "32M", "done")]
+            cell = f"{np.mean([r['true_return'] for r in done]):.2f} [" if done else "no finished run"
+            assert f"{label} {cell}" in line, (oversight, label)
 
 
 def test_results_md_is_what_its_committed_csvs_and_records_regenerate(tmp_path, capsys):

@@ -57,6 +57,15 @@ ESTIMATOR_PARTS = {
 """The main-grid parts of routing under each routed estimator (main-default's is the paper's)."""
 TUNED_ESTIMATOR_PARTS = {"main-tuned": "shared_baseline", "main-tuned-routing": "unwatched_baseline"}
 """The same under each method's tuned preset (main-tuned's routing is the paper estimator's earlier tuning)."""
+BUDGET_STUDIES = {
+    "budget and budget-routing": {"budget": "shared_baseline", "budget-routing": "unwatched_baseline"},
+    "budget-1pct and budget-1pct-paper-routing": {
+        "budget-1pct": "unwatched_baseline",
+        "budget-1pct-paper-routing": "shared_baseline",
+    },
+}
+"""Each budget study of the summary, named by its parts: its parts with the estimator of their routing runs (the
+first part holds every method)."""
 HEADLINE_ROUTING = ("unwatched_baseline", "shared_baseline", "routed_no_baseline")
 """Routing's rows of the summary, the default estimator first."""
 BASELINES = ("filtering", "naive", "oracle")
@@ -131,11 +140,11 @@ def budget_section(
     docs, labels = Path(config.docs), budget_labels(part)
     runs = [r for r in rows if r["budget_label"] == labels[-1]]
     lines = header(part, config, runs)
+    oracle = f" The oracle trains {part.oversight[0]:g} x each budget." if "oracle" in part.methods else ""
     lines += [
         f"{unit_note(part, budget_train(part, config))}. Each value is the evaluation the run made right after that"
         " budget, which is the final evaluation of a run with that budget (constant learning rate;"
-        " tests/test_reproduce.py checks it). The oracle trains"
-        f" {part.oversight[0]:g} x each budget."
+        f" tests/test_reproduce.py checks it).{oracle}"
         f" {report.finished_line(rows).replace('runs finished', '(run, budget) points reached')}.",
         "",
         "Final deployed true return, mean [95% CI] (seeds):",
@@ -179,6 +188,8 @@ def regenerate(parts: dict[str, Part], config: ReproduceConfig, say: Callable[[s
     budget = parts["budget"]
     budget_published = published(budget, docs, kept, ladder_rows["budget"])
     unbiased_budget = published(parts["budget-routing"], docs, kept, ladder_rows["budget-routing"])
+    studied = [name for study in BUDGET_STUDIES.values() for name in study]
+    budget_rows = {name: published(parts[name], docs, kept, ladder_rows[name]) for name in studied}
     references = part_references(budget, config)
     by_part = {
         name: published(parts[name], docs, kept, results[name].rows)
@@ -202,7 +213,7 @@ def regenerate(parts: dict[str, Part], config: ReproduceConfig, say: Callable[[s
     estimators = estimator_results(by_part, ESTIMATOR_PARTS)
     sections[ESTIMATORS] = estimators_section(estimators)
     tuned = estimator_results(by_part, TUNED_ESTIMATOR_PARTS)
-    sections[SUMMARY] = headline(estimators, tuned, budget_published, unbiased_budget)
+    sections[SUMMARY] = headline(estimators, tuned, budget_rows)
     text = (docs / RESULTS_MD).read_text() if (docs / RESULTS_MD).exists() else ""
     for name in kept:  # tables and figures as committed, the command restated
         body = kept_section(text, parts[name], config)
@@ -230,22 +241,23 @@ def estimator_results(rows_by_part: dict[str, list[dict]], estimator_parts: dict
     return SweepResults(rows, [])
 
 
-def headline(estimators: SweepResults, tuned: SweepResults, budget: list[dict], unbiased_budget: list[dict]) -> str:
+def headline(estimators: SweepResults, tuned: SweepResults, budget_rows: dict[str, list[dict]]) -> str:
     """The summary at the top of results.md (:mod:`oversight_rl.study.summary`): the main grid with routing under each
-    estimator, the tuned grid, and the budget study's longest budget with routing under the paper's estimator and the
-    default one."""
+    estimator, the tuned grid, and each budget study's longest budget with routing under the paper's estimator and the
+    default one (``budget_rows``: each budget part's rows)."""
     routing = [f"routing ({estimator})" for estimator in HEADLINE_ROUTING]
     paper, unbiased = (f"routing ({estimator})" for estimator in ("shared_baseline", "unwatched_baseline"))
-    budget_rows = [{**row, "method": paper} if row["method"] == "routing" else row for row in budget]
-    budget_rows += [{**row, "method": unbiased} for row in unbiased_budget if row["method"] == "routing"]
+    budgets = {
+        parts: [
+            {**row, "method": f"routing ({estimator})"} if row["method"] == "routing" else row
+            for part, estimator in study.items()
+            for row in budget_rows[part]
+        ]
+        for parts, study in BUDGET_STUDIES.items()
+    }
     tuned_routing = [f"routing ({e})" for e in HEADLINE_ROUTING if e in TUNED_ESTIMATOR_PARTS.values()]
     return summary_section(
-        estimators,
-        [*routing, *BASELINES],
-        tuned,
-        [*tuned_routing, *BASELINES],
-        budget_rows,
-        [unbiased, paper, *BASELINES],
+        estimators, [*routing, *BASELINES], tuned, [*tuned_routing, *BASELINES], budgets, [unbiased, paper, *BASELINES]
     )
 
 

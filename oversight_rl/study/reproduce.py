@@ -25,6 +25,8 @@ main-tuned-     routing alone as main-tuned, under ``unwatched_baseline``, whose
 routing         setting (main-tuned's routing is the paper estimator's, tuned before)
 budget-routing  routing alone as budget, under ``unwatched_baseline``
 budget-1pct     the budget study at 1% oversight, the 4 methods, routing under ``unwatched_baseline``
+budget-1pct-    routing alone as budget-1pct, under the paper's estimator (``shared_baseline``): whether it drifts
+paper-routing   at 1% as it does at 10%
 paper-full      ``--preset paper`` at the paper's own budget (327,680,000 steps), 5 levels x 4 methods x 3 seeds;
                 not in the default ``--parts`` (16.2G agent-env-steps; run it on a GPU with
                 ``--parts paper-full --device cuda``)
@@ -85,6 +87,7 @@ PartName = Literal[
     "main-tuned-routing",
     "budget-routing",
     "budget-1pct",
+    "budget-1pct-paper-routing",
     "paper-full",
     "label-noise",
     "spurious-oversight",
@@ -154,9 +157,9 @@ class ReproduceConfig:
 
     parts: tuple[PartName, ...] = DEFAULT_PARTS
     """Parts to train: main-default, main-tuned, budget, ablations, paper, main-routing, main-routed-no-baseline,
-    budget-routing, budget-1pct; and, not in the default, paper-full, label-noise, spurious-oversight and monitors
-    (which measures the runs of label-noise and of the main grid). The docs are regenerated from every part's finished
-    runs either way."""
+    budget-routing, budget-1pct, budget-1pct-paper-routing; and, not in the default, paper-full, label-noise,
+    spurious-oversight and monitors (which measures the runs of label-noise and of the main grid). The docs are
+    regenerated from every part's finished runs either way."""
     root: str = "sweeps"
     """Directory holding one sweep directory per part."""
     docs: str = "docs"
@@ -285,7 +288,7 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
     """The comparison's parts, as the module docstring lists them."""
     ladders = fitting_ladders(budget_base(), DEFAULT_METHODS, BUDGET_OVERSIGHT)  # 1M ... 32M
     main = dict(oversight=DEFAULT_OVERSIGHT, methods=DEFAULT_METHODS, seeds=10)
-    budget_unbiased = {**BUDGET, **UNBIASED}
+    budget_unbiased, budget_paper = {**BUDGET, **UNBIASED}, {**BUDGET, **SHARED_BASELINE}
     one_percent = (0.01,)
     paper = dict(preset="paper", methods=DEFAULT_METHODS, seeds=3)
     steps = config.paper_env_steps
@@ -312,7 +315,7 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             (BUDGET_OVERSIGHT,),
             DEFAULT_METHODS,
             BUDGET_SEEDS,
-            settings={**BUDGET, **SHARED_BASELINE},
+            settings=budget_paper,
             ladders=ladders,
             trained_on=(*GPU, *CPU),  # to 10-14M steps on a GPU, then resumed on the CPU
         ),
@@ -382,6 +385,16 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             settings=budget_unbiased,
             ladders=fitting_ladders(part_base("default", budget_unbiased), DEFAULT_METHODS, one_percent[0]),
             trained_on=CPU,
+        ),
+        Part(
+            "budget-1pct-paper-routing",
+            "routing with the paper's estimator (shared_baseline) against the budget at 0.01 oversight, constant"
+            " learning rate",
+            one_percent,
+            ("routing",),
+            BUDGET_SEEDS,
+            settings=budget_paper,
+            ladders=fitting_ladders(part_base("default", budget_paper), ("routing",), one_percent[0]),
         ),
         Part(
             "paper-full",

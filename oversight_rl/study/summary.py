@@ -92,8 +92,24 @@ def budget_line(rows: list[dict], label: str, methods: list[str]) -> str:
     for method in methods:
         mine = [r for r in rows if r["method"] == method and r["budget_label"] == label and r["status"] == DONE]
         values = stats.finite([math.nan if r["true_return"] is None else r["true_return"] for r in mine])
-        cells.append(f"{method} {mean_cell(values)}")
+        cells.append(f"{method} {mean_cell(values) if values.size else 'no finished run'}")
     return ", ".join(cells)
+
+
+def budget_summary(parts: str, rows: list[dict], methods: list[str]) -> list[str]:
+    """The line on one budget study (``parts``: its parts, in words) at the longest budget its rows reach; none
+    before a run has reached one."""
+    labels = sorted({(row["budget"], row["budget_label"]) for row in rows})
+    if not labels:
+        return []
+    longest = labels[-1][1]
+    at_longest = [row for row in rows if row["budget_label"] == longest]
+    levels = ", ".join(f"{p:g}" for p in sorted({row["oversight"] for row in at_longest}))
+    return [
+        "",
+        f"At oversight {levels} with a constant learning rate, after {longest} steps (parts {parts},"
+        f" {seeds_per_cell(at_longest)} seeds each, the same seeds): {budget_line(rows, longest, methods)}.",
+    ]
 
 
 def finished_line(rows: list[dict]) -> str:
@@ -115,12 +131,12 @@ def summary_section(
     main_methods: list[str],
     tuned: SweepResults,
     tuned_methods: list[str],
-    budget: list[dict],
+    budgets: dict[str, list[dict]],
     budget_methods: list[str],
 ) -> str:
     """The headline: ``main``'s return table and standings (routing's rows named by their estimator), the
     standings of ``tuned`` (the main grid under each method's tuned preset), and each of ``budget_methods`` at the
-    longest budget of the ``budget`` rows."""
+    longest budget of each budget study of ``budgets`` (the parts it is made of, named in words, to its rows)."""
     lines = [
         "Final deployed true return of the main grid (default settings: 2M steps, learning rate annealed; parts"
         f" main-default, main-routing and main-routed-no-baseline, {seeds_per_cell(main.rows)} seeds per cell), mean"
@@ -144,15 +160,6 @@ def summary_section(
         "",
         f"What wins where under the tuned presets: {standings_line(standings(tuned, tuned_methods))}.",
     ]
-    labels = sorted({(row["budget"], row["budget_label"]) for row in budget})
-    if labels:
-        longest = labels[-1][1]
-        at_longest = [row for row in budget if row["budget_label"] == longest]
-        levels = ", ".join(f"{p:g}" for p in sorted({row["oversight"] for row in at_longest}))
-        lines += [
-            "",
-            f"At oversight {levels} with a constant learning rate, after {longest} steps (parts budget and"
-            f" budget-routing, {seeds_per_cell(at_longest)} seeds each, the same seeds):"
-            f" {budget_line(budget, longest, budget_methods)}.",
-        ]
+    for parts, rows in budgets.items():
+        lines += budget_summary(parts, rows, budget_methods)
     return "\n".join(lines)
