@@ -186,10 +186,9 @@ def regenerate(parts: dict[str, Part], config: ReproduceConfig, say: Callable[[s
         SweepResults(published(parts[name], docs, kept, results[name].rows)) for name in ("main-default", "ablations")
     )
     budget = parts["budget"]
-    budget_published = published(budget, docs, kept, ladder_rows["budget"])
-    unbiased_budget = published(parts["budget-routing"], docs, kept, ladder_rows["budget-routing"])
     studied = [name for study in BUDGET_STUDIES.values() for name in study]
     budget_rows = {name: published(parts[name], docs, kept, ladder_rows[name]) for name in studied}
+    budget_published, unbiased_budget = budget_rows["budget"], budget_rows["budget-routing"]
     references = part_references(budget, config)
     by_part = {
         name: published(parts[name], docs, kept, results[name].rows)
