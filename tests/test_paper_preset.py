@@ -222,9 +222,9 @@ def test_the_committed_paper_part_resumes_with_the_settings_it_was_run_with():
     """The paper part (sweeps/paper-32.77M) ran before the preset followed the authors' code: it pins what it ran
     with, so that its sweep resumes; paper-full, not yet run, follows the preset."""
     parts = reproduce.default_parts(reproduce.ReproduceConfig())
-    paper = reproduce.part_base("paper", parts["paper"].settings)
+    paper = parts["paper"].base()
     assert {name: getattr(paper, name) for name in reproduce.PAPER_BEFORE_AUTHORS} == reproduce.PAPER_BEFORE_AUTHORS
-    full = reproduce.part_base("paper", parts["paper-full"].settings)
+    full = parts["paper-full"].base()
     assert {name: getattr(full, name) for name in PAPER_NETWORKS} == PAPER_NETWORKS and full.vf_coef == 1.0
     record = ROOT / "sweeps" / "paper-32.77M" / "sweep.json"
     if record.exists():

@@ -123,8 +123,10 @@ def test_under_an_annealed_learning_rate_it_is_not(tmp_path):
 
 
 def test_each_method_s_ladder_ends_at_its_run_s_evaluations_and_the_nominal_one_does_not():
-    base = reproduce.budget_base()  # --total-env-steps 32000000 --eval-every 1000000
+    budget = reproduce.default_parts(reproduce.ReproduceConfig())["budget"]
+    base = budget.base()  # --total-env-steps 32000000 --eval-every 1000000
     ladders = fitting_ladders(base, ("routing", "filtering", "naive", "oracle"), 0.1)
+    assert budget.ladders == ladders
     # a run evaluates every round(1M / 8192) = 122 windows; the oracle every round(100k / 8192) = 12 of its share
     assert ladders["routing"] == ladders["naive"] == Ladder(999_424, 6) and ladders["oracle"] == Ladder(983_040, 6)
     assert [ladders["oracle"].label(b) for b in ladders["oracle"].budgets] == ["1M", "2M", "4M", "8M", "16M", "32M"]
@@ -147,7 +149,7 @@ def test_the_paper_part_reports_every_budget_its_runs_reach():
     assert paper.ladders["oracle"] == Ladder(983_040, 6)
     half = reproduce.default_parts(reproduce.ReproduceConfig(paper_env_steps=16_384_000))["paper"]
     assert {ladder.doublings for ladder in half.ladders.values()} == {5}
-    base = reproduce.part_base("paper", paper.settings)
+    base = paper.base()
     for method, ladder in paper.ladders.items():
         assert not ladder_problems(base, method, 0.1, ladder.budgets), method
     with pytest.raises(ValueError, match="--paper-env-steps must be >= 1,000,000"):
@@ -373,16 +375,12 @@ def tiny_parts(seeds: int, oversight=(0.1, 1.0), methods=("routing", "naive", "o
     def parts(config):
         real = reproduce.default_parts(config)
         budget = {**TINY, "anneal_lr": False, "total_env_steps": 1280, "eval_every": 640}
-        base = dataclasses.replace(reproduce.budget_base(), **budget)
-        ladders = {m: method_ladder(base, m, 0.1, 2) for m in ("routing", "oracle")}
         grid = dict(oversight=oversight, methods=methods, seeds=seeds, settings=TINY)
         return {
             **real,
             "main-default": dataclasses.replace(real["main-default"], **grid),
             "main-tuned": dataclasses.replace(real["main-tuned"], **grid),
-            "budget": dataclasses.replace(
-                real["budget"], methods=("routing", "oracle"), seeds=1, settings=budget, ladders=ladders
-            ),
+            "budget": dataclasses.replace(real["budget"], methods=("routing", "oracle"), seeds=1, settings=budget),
             "ablations": dataclasses.replace(real["ablations"], methods=("no_routing",), seeds=seeds, settings=TINY),
         }
 

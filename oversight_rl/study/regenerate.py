@@ -43,7 +43,7 @@ from oversight_rl.study.imperfect import (
     write_outputs,
 )
 from oversight_rl.study.imperfect import columns as imperfect_columns
-from oversight_rl.study.reproduce import Part, ReproduceConfig, part_base, skip_reason, sweep_dir
+from oversight_rl.study.reproduce import Part, ReproduceConfig, skip_reason, sweep_dir
 from oversight_rl.study.summary import SUMMARY, summary_section
 
 RESULTS_MD = "results.md"
@@ -80,7 +80,7 @@ def part_results(part: Part, config: ReproduceConfig) -> SweepResults:
 
 def budget_train(part: Part, config: ReproduceConfig) -> TrainConfig:
     """The shared settings of a budget-ladder part's runs (its ladder and budget rows depend on the window only)."""
-    return dataclasses.replace(part_base(part.preset, part.settings), device=config.device)
+    return dataclasses.replace(part.base(), device=config.device)
 
 
 def ablation_results(main: SweepResults, ablations: SweepResults, oversight: float = 0.1) -> SweepResults:

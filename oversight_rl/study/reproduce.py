@@ -60,6 +60,7 @@ compute it needs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shlex
 import subprocess
@@ -208,8 +209,9 @@ class Part:
     Attributes:
         settings: training settings over the preset (and over :data:`PINNED`), shared by every run of the part.
         directory: the sweep directory's name under ``root``; empty means ``name``.
-        ladders: each method's budgets read from its runs (parts whose runs have a constant learning rate, reported
-            against the budget: budget and paper; see :mod:`oversight_rl.study.budget`).
+        on_ladder: whether the part is reported against the budget (its runs have a constant learning rate: the
+            budget and paper parts), each method's budgets read from its runs (:attr:`ladders`; see
+            :mod:`oversight_rl.study.budget`).
         trained_on: the devices (``--device``) the committed results were trained on, in order (a part resumed on
             another device names both); empty for a part not run yet. results.md's command states them where the
             part's section is kept as committed; otherwise it states what the part's sweep directory records
@@ -224,7 +226,7 @@ class Part:
     preset: str = "default"
     settings: dict = field(default_factory=dict)
     directory: str = ""
-    ladders: dict[str, Ladder] | None = None
+    on_ladder: bool = False
     trained_on: tuple[str, ...] = ()
     varied: str = ""
     """A setting the part's sweeps differ in (``label_noise``; or an environment setting, ``spurious_oversight``,
@@ -234,6 +236,15 @@ class Part:
     monitored: tuple[Part, ...] = ()
     """The monitors part's: the parts whose runs it measures with scripts/monitor_runs.py (it trains nothing; its
     :attr:`settings` are that script's flags)."""
+
+    def base(self) -> TrainConfig:
+        """The settings every run of the part shares: its preset, pinned, with its settings over it."""
+        return part_base(self.preset, self.settings)
+
+    @functools.cached_property
+    def ladders(self) -> dict[str, Ladder] | None:
+        """Each method's budget ladder, as long as every method's run reaches (none for a part not on a ladder)."""
+        return fitting_ladders(self.base(), self.methods, self.oversight[0]) if self.on_ladder else None
 
     @property
     def slug(self) -> str:
@@ -279,14 +290,8 @@ def part_base(preset: str, settings: dict) -> TrainConfig:
     return with_overrides(preset_config(preset), **{**PINNED, **settings})
 
 
-def budget_base() -> TrainConfig:
-    """The budget part's settings: the default preset, pinned, constant learning rate, 32M steps."""
-    return part_base("default", BUDGET)
-
-
 def default_parts(config: ReproduceConfig) -> dict[str, Part]:
     """The comparison's parts, as the module docstring lists them."""
-    ladders = fitting_ladders(budget_base(), DEFAULT_METHODS, BUDGET_OVERSIGHT)  # 1M ... 32M
     main = dict(oversight=DEFAULT_OVERSIGHT, methods=DEFAULT_METHODS, seeds=10)
     budget_unbiased, budget_paper = {**BUDGET, **UNBIASED}, {**BUDGET, **SHARED_BASELINE}
     one_percent = (0.01,)
@@ -316,7 +321,7 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             DEFAULT_METHODS,
             BUDGET_SEEDS,
             settings=budget_paper,
-            ladders=ladders,
+            on_ladder=True,
             trained_on=(*GPU, *CPU),  # to 10-14M steps on a GPU, then resumed on the CPU
         ),
         Part(
@@ -330,7 +335,7 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             **paper,
             settings=paper_settings,
             directory=f"paper-{steps / 1e6:.4g}M",
-            ladders=fitting_ladders(part_base("paper", paper_settings), DEFAULT_METHODS, 0.1),
+            on_ladder=True,
             trained_on=CPU,
         ),
         Part(
@@ -372,7 +377,7 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             ("routing",),
             BUDGET_SEEDS,
             settings=budget_unbiased,
-            ladders=fitting_ladders(part_base("default", budget_unbiased), ("routing",), BUDGET_OVERSIGHT),
+            on_ladder=True,
             trained_on=CPU,
         ),
         Part(
@@ -383,7 +388,7 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             DEFAULT_METHODS,
             BUDGET_SEEDS,
             settings=budget_unbiased,
-            ladders=fitting_ladders(part_base("default", budget_unbiased), DEFAULT_METHODS, one_percent[0]),
+            on_ladder=True,
             trained_on=CPU,
         ),
         Part(
@@ -394,7 +399,8 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             ("routing",),
             BUDGET_SEEDS,
             settings=budget_paper,
-            ladders=fitting_ladders(part_base("default", budget_paper), ("routing",), one_percent[0]),
+            on_ladder=True,
+            trained_on=CPU,
         ),
         Part(
             "paper-full",
