@@ -24,7 +24,7 @@ from oversight_rl.analysis.report import (
 )
 from oversight_rl.analysis.stats import Interval
 from oversight_rl.engine import config as config_module
-from oversight_rl.engine.config import TrainConfig
+from oversight_rl.engine.config import TrainConfig, setting_flags
 from oversight_rl.engine.launch import train, train_population
 from oversight_rl.experiments.ladders import Ladder, fitting_ladders, ladder_problems, method_ladder
 from oversight_rl.rundir.files import EVAL_CSV, TRAIN_CSV, read_csv, write_json
@@ -331,13 +331,19 @@ def tuned_presets(tmp_path, monkeypatch) -> Path:
 def test_each_parts_printed_command_is_the_sweep_it_trains(tuned_presets):
     config = reproduce.ReproduceConfig(root="elsewhere", workers=3, population_size=7)
     sweeps = [sweep for part in reproduce.default_parts(config).values() for sweep in part.sweeps()]
-    assert len(sweeps) == 19  # the parts of one sweep, label-noise's 5, spurious-oversight's 2; monitors trains none
+    assert len(sweeps) == 20  # the parts of one sweep, label-noise's 5, spurious-oversight's 2; monitors trains none
     for part in sweeps:
         assert sweep_cli.parse(reproduce.command(part, config)) == reproduce.sweep_config(part, config), part.name
         points = reproduce.sweep_config(part, config).grid()
         assert all((p.env_backend, p.eval_envs) == ("torch", 2048) for p in points)
     tuned = reproduce.sweep_config(reproduce.default_parts(config)["main-tuned"], config)
     assert tuned.method_settings["routing"] == {"lr": 3e-4} and tuned.method_settings["oracle"] == {}
+
+
+def test_a_printed_flag_gives_a_tuned_float_all_its_digits_and_a_round_one_its_short_form():
+    assert setting_flags("lr", 0.002769166251652359) == ["--lr", "0.002769166251652359"]  # not :g's 0.00276917
+    assert setting_flags("label_noise", 0.0) == ["--label-noise", "0"]
+    assert setting_flags("adam_eps", 1e-5) == ["--adam-eps", "1e-05"]
 
 
 def test_dry_run_prints_each_command_and_its_size(tmp_path, monkeypatch, capsys):

@@ -441,4 +441,11 @@ def setting_flags(setting: str, value) -> list[str]:
     a float in its shortest exact form)."""
     if isinstance(value, bool):
         return [flag_name(setting) if value else flag_name(f"no_{setting}")]
-    return [flag_name(setting), f"{value:g}" if isinstance(value, float) else str(value)]
+    return [flag_name(setting), exact_text(value) if isinstance(value, float) else str(value)]
+
+
+def exact_text(value: float) -> str:
+    """``value`` as short as it reads back exactly: ``0.1``, ``1e-05``, ``0``; all its digits where ``:g``'s six
+    would round it (a tuned learning rate)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)

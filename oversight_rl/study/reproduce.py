@@ -86,6 +86,7 @@ PartName = Literal[
     "main-routing",
     "main-routed-no-baseline",
     "main-tuned-routing",
+    "main-tuned-expert-returns",
     "budget-routing",
     "budget-1pct",
     "budget-1pct-paper-routing",
@@ -112,6 +113,19 @@ UNBIASED = {"routed_advantage": "unwatched_baseline"}
 """The unbiased routed estimator with the least variance, which the routing parts added with it compare with the
 paper's."""
 ROUTED_NO_BASELINE = {"routed_advantage": "routed_no_baseline"}
+EXPERT_RETURNS_TUNED = {
+    "routed_advantage": "expert_returns",
+    "lr": 0.002769166251652359,
+    "anneal_lr": False,
+    "ent_coef": 0.016206567392037196,
+    "clip_coef": 0.1,
+    "update_epochs": 4,
+    "width": 64,
+    "gate_coef": 0.24262985503685788,
+}
+"""The other unbiased estimator with a baseline, under the best setting of its own equal tuning (trial 5 of
+docs/tuning_routing_expert_returns.csv, level with unwatched_baseline's best on validation episodes): the default
+preset with these settings, as ``--preset tuned`` would give were it routing's tuned estimator."""
 """The estimator without a baseline on labeled samples only: biased, but the best of four in a pilot."""
 PAPER_BEFORE_AUTHORS = {"critic": "mlp", "gate_net": "mlp", "zero_bias": False, "adam_eps": 1e-5, "vf_coef": 0.5}
 """The networks, Adam epsilon and value coefficient ``--preset paper`` had before it followed the authors' code,
@@ -367,6 +381,15 @@ def default_parts(config: ReproduceConfig) -> dict[str, Part]:
             10,
             preset="tuned",
             settings=UNBIASED,
+            trained_on=CPU,
+        ),
+        Part(
+            "main-tuned-expert-returns",
+            "routing with the unbiased estimator expert_returns at every oversight level, under its tuned setting",
+            DEFAULT_OVERSIGHT,
+            ("routing",),
+            10,
+            settings=EXPERT_RETURNS_TUNED,
             trained_on=CPU,
         ),
         Part(
