@@ -20,6 +20,9 @@ every run on --env-backend torch with --eval-envs 2048):
                   as its runs have come
     main-routing, main-routed-no-baseline
                   routing alone as main-default, under --routed-advantage unwatched_baseline / routed_no_baseline
+    main-tuned-routing, main-tuned-expert-returns
+                  routing alone as main-tuned, under unwatched_baseline / expert_returns, each with the best
+                  setting of its own equal tuning
     budget-routing, budget-1pct, budget-1pct-paper-routing
                   routing alone as budget (unwatched_baseline); the budget study at 1% oversight, 4 methods;
                   routing alone at 1% under the paper's estimator (shared_baseline)
@@ -30,7 +33,7 @@ every run on --env-backend torch with --eval-envs 2048):
                   --env-kwargs '{"spurious_oversight": s}' for s in 0.1 0.3 at 10%, 4 methods x 10 seeds, in
                   ROOT/spurious-oversight/S<s>; s = 0 is label-noise's E = 0 (1.5 hours; not in the default)
     monitors      scripts/monitor_runs.py on each label-noise sweep, and on main-default and main-routing where their
-                  runs keep checkpoints: the gate's and a probe's AUROC (about 30 s a run; not in the default)
+                  runs keep checkpoints: the gate's and a probe's AUROC (about 100 s a run; not in the default)
 
     python scripts/reproduce_results.py --parts label-noise spurious-oversight monitors   # the post's claims, resumable
 

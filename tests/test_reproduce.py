@@ -566,6 +566,7 @@ SUMMARY_SOURCES = {
 }
 TUNED_SUMMARY_SOURCES = {
     "routing (unwatched_baseline)": ("main_tuned_routing", "routing"),
+    "routing (expert_returns)": ("main_tuned_expert_returns", "routing"),
     "routing (shared_baseline)": ("main_tuned", "routing"),
     "filtering": ("main_tuned", "filtering"),
     "naive": ("main_tuned", "naive"),

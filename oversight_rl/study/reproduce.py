@@ -23,6 +23,8 @@ main-routing    routing alone as main-default, under ``--routed-advantage unwatc
                 under ``routed_no_baseline`` in the part main-routed-no-baseline
 main-tuned-     routing alone as main-tuned, under ``unwatched_baseline``, whose equal tuning is routing's tuned
 routing         setting (main-tuned's routing is the paper estimator's, tuned before)
+main-tuned-     the same under ``expert_returns``, with the best setting of its own equal tuning
+expert-returns  (:data:`EXPERT_RETURNS_TUNED`)
 budget-routing  routing alone as budget, under ``unwatched_baseline``
 budget-1pct     the budget study at 1% oversight, the 4 methods, routing under ``unwatched_baseline``
 budget-1pct-    routing alone as budget-1pct, under the paper's estimator (``shared_baseline``): whether it drifts
@@ -172,9 +174,9 @@ class ReproduceConfig:
 
     parts: tuple[PartName, ...] = DEFAULT_PARTS
     """Parts to train: main-default, main-tuned, budget, ablations, paper, main-routing, main-routed-no-baseline,
-    budget-routing, budget-1pct, budget-1pct-paper-routing; and, not in the default, paper-full, label-noise,
-    spurious-oversight and monitors (which measures the runs of label-noise and of the main grid). The docs are
-    regenerated from every part's finished runs either way."""
+    main-tuned-routing, main-tuned-expert-returns, budget-routing, budget-1pct, budget-1pct-paper-routing; and, not
+    in the default, paper-full, label-noise, spurious-oversight and monitors (which measures the runs of label-noise
+    and of the main grid). The docs are regenerated from every part's finished runs either way."""
     root: str = "sweeps"
     """Directory holding one sweep directory per part."""
     docs: str = "docs"

@@ -151,10 +151,11 @@ def summary_section(
         ' the 95% CI of P(a run of the leader scores higher than a run of the method) reaches down to 0.5; "ahead of'
         f' all" when there is none. {standings_line(standings(main, main_methods))}.',
         "",
-        "Under each method's tuned preset (parts main-tuned and main-tuned-routing; every method tuned alike, 16"
-        " trials at 10% oversight on seeds apart from these): routing under the default estimator with its own tuning,"
-        " and under the paper's with the tuning it had before (main-tuned's routing runs), beside main-tuned's"
-        f" filtering, naive and oracle runs ({finished_line(tuned.rows)}):",
+        "Under each method's tuned preset (parts main-tuned, main-tuned-routing and main-tuned-expert-returns; every"
+        " method tuned alike, 16 trials at 10% oversight on seeds apart from these): routing under the default"
+        " estimator with its own tuning, under `expert_returns` (the other unbiased estimator with a baseline) with"
+        " its own, and under the paper's with the tuning it had before (main-tuned's routing runs), beside"
+        f" main-tuned's filtering, naive and oracle runs ({finished_line(tuned.rows)}):",
         "",
         return_table(tuned, tuned_methods),
         "",
