@@ -361,10 +361,11 @@ def test_dry_run_prints_each_command_and_its_size(tmp_path, monkeypatch, capsys)
     assert "size: 50 runs, 100,006,400 agent-env-steps" in out  # main-routing: 5 levels x 10 seeds x 2,000,128
     assert "size: 5 runs, 160,000,000 agent-env-steps" in out  # budget-routing: 5 x 32,000,000
     assert "size: 20 runs, 481,600,000 agent-env-steps" in out  # budget-1pct: 5 x (3 x 32,000,000 + 320,000)
-    # budget-1pct-paper-routing's 5 x 32,000,000 as budget-routing's; main-routed-no-baseline's as main-routing's
-    assert "total: 392 runs, 2,191,185,920 agent-env-steps" in out
+    # budget-1pct-paper-routing's 5 x 32,000,000 as budget-routing's; main-routed-no-baseline's and
+    # main-tuned-expert-returns' as main-routing's
+    assert "total: 442 runs, 2,291,192,320 agent-env-steps" in out
     commands = re.findall(r"python scripts/sweep_oversight.py .*", out)
-    assert len(commands) == 11 and all("--env-backend torch --eval-envs 2048" in c for c in commands)
+    assert len(commands) == 12 and all("--env-backend torch --eval-envs 2048" in c for c in commands)
     assert "--no-anneal-lr --total-env-steps 32000000 --eval-every 1000000" in commands[2]
     assert not (tmp_path / "sweeps").exists()
 
