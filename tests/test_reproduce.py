@@ -346,6 +346,14 @@ def test_a_printed_flag_gives_a_tuned_float_all_its_digits_and_a_round_one_its_s
     assert setting_flags("adam_eps", 1e-5) == ["--adam-eps", "1e-05"]
 
 
+def test_expert_returns_tuned_part_runs_its_tunings_best_trial():
+    rows = [r for r in read_csv(ROOT / "docs" / "tuning_routing_expert_returns.csv") if r["best"] in (True, "True")]
+    assert len(rows) == 1
+    settings = {k: v for k, v in reproduce.EXPERT_RETURNS_TUNED.items() if k != "routed_advantage"}
+    best = {k: str(rows[0][k]) == "True" if isinstance(v, bool) else type(v)(rows[0][k]) for k, v in settings.items()}
+    assert settings == best
+
+
 def test_dry_run_prints_each_command_and_its_size(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(config_module, "TUNED_PRESETS", tmp_path / "none.json")
     assert reproduce_cli.main(["--dry-run", "--root", str(tmp_path / "sweeps")]) == 0

@@ -115,6 +115,7 @@ UNBIASED = {"routed_advantage": "unwatched_baseline"}
 """The unbiased routed estimator with the least variance, which the routing parts added with it compare with the
 paper's."""
 ROUTED_NO_BASELINE = {"routed_advantage": "routed_no_baseline"}
+"""The estimator without a baseline on labeled samples only: biased, but the best of four in a pilot."""
 EXPERT_RETURNS_TUNED = {
     "routed_advantage": "expert_returns",
     "lr": 0.002769166251652359,
@@ -128,7 +129,6 @@ EXPERT_RETURNS_TUNED = {
 """The other unbiased estimator with a baseline, under the best setting of its own equal tuning (trial 5 of
 docs/tuning_routing_expert_returns.csv, level with unwatched_baseline's best on validation episodes): the default
 preset with these settings, as ``--preset tuned`` would give were it routing's tuned estimator."""
-"""The estimator without a baseline on labeled samples only: biased, but the best of four in a pilot."""
 PAPER_BEFORE_AUTHORS = {"critic": "mlp", "gate_net": "mlp", "zero_bias": False, "adam_eps": 1e-5, "vf_coef": 0.5}
 """The networks, Adam epsilon and value coefficient ``--preset paper`` had before it followed the authors' code,
 pinned in the paper part, which was run with them, so that it resumes as run."""
